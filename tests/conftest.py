@@ -1,0 +1,25 @@
+import os
+import sys
+import warnings
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# The official reference package and mmcv emit deprecation noise that hides real failures.
+warnings.filterwarnings('ignore', category=FutureWarning)
+warnings.filterwarnings('ignore', category=DeprecationWarning)
+warnings.filterwarnings('ignore', message='.*torch.meshgrid.*')
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope='session')
+def official_fastervit0_checkpoint(tmp_path_factory):
+    """An official FasterViT-0 checkpoint file (224, windows 7) with random, branch-exercising
+    weights, in the published training-checkpoint layout."""
+    from reference import official_fastervit, randomize_, save_official_checkpoint
+    model = randomize_(official_fastervit('0', (224, 224)), seed=1)
+    path = tmp_path_factory.mktemp('official') / 'fastervit_0_224_1k.pth.tar'
+    return save_official_checkpoint(model, path)
