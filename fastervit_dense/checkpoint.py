@@ -1,0 +1,138 @@
+"""Reading checkpoints safely and loading them into the kit's backbones.
+
+Every path in the kit that reads a checkpoint goes through :func:`load_checkpoint_file`, which never
+unpickles arbitrary objects: ``torch.load(weights_only=True)`` with only the extra types that published
+checkpoints contain allowed (``argparse.Namespace``, the training arguments that timm-trained files
+keep). Anything else is refused with a message that says what the file holds.
+"""
+import argparse
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+from typing import Dict, Iterable, Optional
+
+import torch
+from mmengine.logging import print_log
+
+__all__ = ['CheckpointError', 'load_checkpoint_file', 'extract_state_dict', 'load_pretrained']
+
+#: Types that published checkpoints need beyond tensors and containers.
+SAFE_GLOBALS = [argparse.Namespace]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def load_checkpoint_file(path: str, map_location='cpu'):
+    """Reads a ``torch.save`` file without running code from it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist: download the published '
+                                'file to that path (see the README) or fix the path in the config')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        try:
+            return load_file(path, device=str(map_location))
+        except Exception as error:  # safetensors raises its own error types
+            raise CheckpointError(f'cannot read safetensors checkpoint {path!r}: the file is '
+                                  f'truncated or corrupted ({_first_line(error)})') from None
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f'refused to load {path!r}: it holds objects other than tensors and plain containers, '
+            f'and unpickling them could run code ({_first_line(error)}). If you trust the file, '
+            'load it yourself, keep only its tensors (e.g. torch.save(ckpt["state_dict"], NEW)) and '
+            'use NEW') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f'cannot read checkpoint {path!r}: the file is truncated or corrupted '
+                              f'({_first_line(error)})') from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def extract_state_dict(checkpoint, use_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The weights of a checkpoint: unwraps ``state_dict``/``model`` (or ``state_dict_ema`` when
+    ``use_ema``) and strips a DataParallel ``module.`` prefix."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'a checkpoint must be a dict of tensors or hold one under '
+                              f'"state_dict", got {type(checkpoint).__name__}')
+    if use_ema:
+        for key in ('state_dict_ema', 'model_ema', 'ema_state_dict'):
+            if key in checkpoint:
+                checkpoint = checkpoint[key]
+                break
+        else:
+            raise CheckpointError(f'EMA weights requested but the checkpoint has none (keys: '
+                                  f'{sorted(checkpoint)[:10]})')
+    else:
+        for key in ('state_dict', 'model'):
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    state_dict = OrderedDict((k, v) for k, v in checkpoint.items() if isinstance(v, torch.Tensor))
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
+    return state_dict
+
+
+def _strip_prefix(state_dict, prefix: str):
+    return OrderedDict((k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
+
+
+def load_pretrained(model: torch.nn.Module, path: str, kind: str, prefix: Optional[str] = None,
+                    map_location='cpu', use_ema: bool = False) -> dict:
+    """Loads ImageNet (or detector/segmentor) weights into a kit backbone, converting in memory.
+
+    Raises :class:`CheckpointError` when tensors exist under matching names with other shapes (it
+    names each one, with both shapes, and the variant the weights look like) or when nothing matches.
+    Logs one line: loaded, missing and unexpected counts and names. Returns that report.
+    """
+    from .converters import convert_to_kit
+
+    state_dict = extract_state_dict(load_checkpoint_file(path, map_location), use_ema=use_ema)
+    own = model.state_dict()
+    if prefix:
+        state_dict = _strip_prefix(state_dict, prefix)
+    elif not any(k in own for k in state_dict) and any(k.startswith('backbone.') for k in state_dict):
+        state_dict = _strip_prefix(state_dict, 'backbone.')
+    state_dict = convert_to_kit(state_dict, kind)
+
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+                  if k in own and v.shape != own[k].shape]
+    if mismatched:
+        from .converters import guess_arch
+        listed = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:8])
+        more = f' (and {len(mismatched) - 8} more)' if len(mismatched) > 8 else ''
+        guess = guess_arch(state_dict, kind)
+        hint = f'; the weights look like arch {guess!r}' if guess else ''
+        raise CheckpointError(f'{path}: {len(mismatched)} tensors do not match the model\'s shapes '
+                              f'({listed}{more}){hint}')
+    loaded = [k for k in state_dict if k in own]
+    if not loaded:
+        raise CheckpointError(f'{path}: no tensor in the checkpoint matches the {type(model).__name__} '
+                              f'backbone (checkpoint keys start {sorted(state_dict)[:5]}); is it a '
+                              'checkpoint of this model? For a whole detector or segmentor pass '
+                              "prefix='backbone.'")
+    missing = [k for k in own if k not in state_dict and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in own]
+    model.load_state_dict(state_dict, strict=False)
+    report = dict(loaded=len(loaded), missing=missing, unexpected=unexpected)
+    print_log(f'{type(model).__name__}: loaded {len(loaded)} tensors from {path}; missing '
+              f'{len(missing)}: {_names(missing)}; unexpected {len(unexpected)}: '
+              f'{_names(unexpected)}', logger='current')
+    return report
+
+
+def _names(keys: Iterable[str], limit: int = 12) -> str:
+    keys = list(keys)
+    if not keys:
+        return '-'
+    text = ', '.join(keys[:limit])
+    return text + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')

@@ -1,0 +1,528 @@
+"""FasterViT as a multi-scale backbone that runs at any input size.
+
+Architecture (Hatamizadeh et al., "FasterViT: Fast Vision Transformers with Hierarchical Attention",
+arXiv 2306.06189): a two-conv stem at stride 4, two convolutional stages, then two stages of windowed
+attention. In a stage with hierarchical attention (HAT) every window also owns ``ct_size**2`` carrier
+tokens, pooled from the stage's feature map; in each block all carrier tokens first attend to each
+other globally, then join their window's tokens for window attention.
+
+What this implementation adds over the published code: every grid (the window grid, the carrier grid,
+the pooling that makes carrier tokens, the position terms) is derived from the input of each forward,
+so one instance serves every input size, square or not, without rebuilding anything or storing
+size-dependent state. Where the published any-resolution model runs with a square window grid, the
+outputs are the same to float rounding; state-dict keys follow the published checkpoints.
+"""
+import copy
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
+
+from .layout import (carrier_grid_to_windows, carrier_pooling_matrix, carrier_windows_to_grid,
+                     pad_to_window_multiple, window_partition, window_reverse)
+from .norms import build_output_norm
+from .position import PositionEmbeddingMLP, RelativePositionBias
+
+__all__ = ['FasterViT', 'FASTERVIT_ARCHS']
+
+_BASE_0_TO_2 = dict(num_heads=[2, 4, 8, 16], window_size=[7, 7, 7, 7], ct_size=2, mlp_ratio=4.,
+                    hat=[False, False, True, False], layer_scale=None, propagation=False)
+_BASE_3_TO_6 = dict(_BASE_0_TO_2, layer_scale=1e-5, propagation=True)
+_BASE_4_21K = dict(_BASE_3_TO_6, depths=[3, 3, 12, 5], num_heads=[4, 8, 16, 32], dim=196, in_dim=64,
+                   drop_path_rate=0.3, hat=[False, False, False, False])
+
+#: The published variants. The 21K FasterViT-4 models were trained with windows as large as their
+#: stage maps at the training size (stages 3-4 attend globally there) and without carrier tokens.
+FASTERVIT_ARCHS: Dict[str, dict] = {
+    '0': dict(_BASE_0_TO_2, depths=[2, 3, 6, 5], dim=64, in_dim=64, drop_path_rate=0.2),
+    '1': dict(_BASE_0_TO_2, depths=[1, 3, 8, 5], dim=80, in_dim=32, drop_path_rate=0.2),
+    '2': dict(_BASE_0_TO_2, depths=[3, 3, 8, 5], dim=96, in_dim=64, drop_path_rate=0.2),
+    '3': dict(_BASE_3_TO_6, depths=[3, 3, 12, 5], dim=128, in_dim=64, drop_path_rate=0.3),
+    '4': dict(_BASE_3_TO_6, depths=[3, 3, 12, 5], num_heads=[4, 8, 16, 32], dim=196, in_dim=64,
+              drop_path_rate=0.3),
+    '5': dict(_BASE_3_TO_6, depths=[3, 3, 12, 5], num_heads=[4, 8, 16, 32], dim=320, in_dim=64,
+              drop_path_rate=0.3),
+    '6': dict(_BASE_3_TO_6, depths=[3, 3, 16, 8], num_heads=[4, 8, 16, 32], dim=320, in_dim=64,
+              drop_path_rate=0.5),
+    '4-21k-224': dict(_BASE_4_21K, window_size=[7, 7, 14, 7]),
+    '4-21k-384': dict(_BASE_4_21K, window_size=[7, 7, 24, 12]),
+    '4-21k-512': dict(_BASE_4_21K, window_size=[7, 7, 32, 16]),
+    '4-21k-768': dict(_BASE_4_21K, window_size=[7, 7, 48, 24]),
+}
+_ARCH_KEYS = ('depths', 'num_heads', 'window_size', 'ct_size', 'dim', 'in_dim', 'mlp_ratio', 'hat',
+              'layer_scale', 'propagation', 'drop_path_rate')
+_NUM_STAGES = 4
+
+
+class Stem(nn.Module):
+    """Two stride-2 3x3 convolutions with BatchNorm (eps 1e-4) and ReLU: stride 4."""
+
+    def __init__(self, in_channels: int, in_dim: int, dim: int):
+        super().__init__()
+        self.conv_down = nn.Sequential(
+            nn.Conv2d(in_channels, in_dim, 3, 2, 1, bias=False), nn.BatchNorm2d(in_dim, eps=1e-4),
+            nn.ReLU(), nn.Conv2d(in_dim, dim, 3, 2, 1, bias=False), nn.BatchNorm2d(dim, eps=1e-4),
+            nn.ReLU())
+
+    def forward(self, x):
+        return self.conv_down(x)
+
+
+class Downsample(nn.Module):
+    """Channel LayerNorm then a stride-2 3x3 convolution that doubles the channels."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = LayerNorm2d(dim)
+        self.reduction = nn.Sequential(nn.Conv2d(dim, 2 * dim, 3, 2, 1, bias=False))
+
+    def forward(self, x):
+        return self.reduction(self.norm(x))
+
+
+class ConvBlock(nn.Module):
+    """Residual conv-BN-GELU-conv-BN block of stages 1-2, with optional layer scale."""
+
+    def __init__(self, dim: int, drop_path: float = 0., layer_scale: Optional[float] = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.norm1 = nn.BatchNorm2d(dim, eps=1e-5)
+        self.act1 = nn.GELU()
+        self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.norm2 = nn.BatchNorm2d(dim, eps=1e-5)
+        if layer_scale is not None:
+            self.gamma = nn.Parameter(layer_scale * torch.ones(dim))
+        else:
+            self.gamma = None
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def forward(self, x):
+        y = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        if self.gamma is not None:
+            y = y * self.gamma.view(1, -1, 1, 1)
+        return x + self.drop_path(y)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention with a continuous relative position bias over a token grid.
+
+    ``num_prefix`` leading tokens (a window's carrier tokens) take no position bias; ``prefix_bias``
+    (a scalar tensor), when given, is added to every query's logits towards those tokens.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.,
+                 proj_drop: float = 0.):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.pos_emb_funct = RelativePositionBias(num_heads)
+
+    def forward(self, x, grid_h, grid_w, num_prefix: int = 0, prefix_bias=None):
+        batch, num_tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, channels // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.pos_emb_funct(grid_h, grid_w)
+        if num_prefix:
+            bias = F.pad(bias, (num_prefix, 0, num_prefix, 0))
+            if prefix_bias is not None:
+                key_bias = torch.zeros_like(bias[:1, :1])
+                key_bias[..., :num_prefix] = 1
+                bias = bias + key_bias * prefix_bias
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0),
+            dropout_p=self.attn_drop if self.training else 0.)
+        x = self.proj(x.transpose(1, 2).reshape(batch, num_tokens, channels))
+        return self.proj_drop(x)
+
+
+def _layer_scale(dim: int, value: Optional[float]):
+    return nn.Parameter(value * torch.ones(dim)) if value is not None else None
+
+
+def _scaled(gamma: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return x if gamma is None else gamma * x
+
+
+class HATBlock(nn.Module):
+    """Transformer block over windows, with hierarchical attention through carrier tokens.
+
+    ``forward(x, carrier)`` takes window tokens (B*n_h*n_w, w*w, C) and, in a HAT stage, carrier
+    tokens (B, grid_h*grid_w, C) in row-major image order, ``grid = n * ct_size`` per axis.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, ct_size: int, hat: bool,
+                 mlp_ratio: float = 4., qkv_bias: bool = True, drop: float = 0.,
+                 attn_drop: float = 0., drop_path: float = 0., layer_scale: Optional[float] = None,
+                 propagate: bool = False):
+        super().__init__()
+        self.window_size = window_size
+        self.ct_size = ct_size
+        self.hat = hat
+        self.propagate = propagate
+        hidden = int(dim * mlp_ratio)
+        self.pos_embed = PositionEmbeddingMLP(dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, hidden, act_layer=nn.GELU, drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.gamma3 = _layer_scale(dim, layer_scale)
+        self.gamma4 = _layer_scale(dim, layer_scale)
+        if hat:
+            self.hat_pos_embed = PositionEmbeddingMLP(dim)
+            self.hat_norm1 = nn.LayerNorm(dim)
+            self.hat_attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+            self.hat_norm2 = nn.LayerNorm(dim)
+            self.hat_mlp = Mlp(dim, hidden, act_layer=nn.GELU, drop=drop)
+            self.hat_drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+            self.gamma1 = _layer_scale(dim, layer_scale)
+            self.gamma2 = _layer_scale(dim, layer_scale)
+
+    def forward(self, x, carrier, grid_h, grid_w, carrier_gate=None):
+        """``carrier_gate`` (traced exports only): 1 where carrier tokens are in use, else 0."""
+        w = self.window_size
+        x = x + self.pos_embed(w, w)
+        num_prefix = 0
+        if carrier is not None:
+            carrier = carrier + self.hat_pos_embed(grid_h, grid_w)
+            carrier = carrier + self.hat_drop_path(
+                _scaled(self.gamma1, self.hat_attn(self.hat_norm1(carrier), grid_h, grid_w)))
+            carrier = carrier + self.hat_drop_path(
+                _scaled(self.gamma2, self.hat_mlp(self.hat_norm2(carrier))))
+            carrier_windows = carrier_grid_to_windows(carrier, grid_h, grid_w, self.ct_size)
+            num_prefix = self.ct_size * self.ct_size
+            x = torch.cat([carrier_windows, x], dim=1)
+
+        prefix_bias = None
+        if carrier_gate is not None:
+            # exp(-1e4) is exactly 0 in float32: a closed gate removes the carrier tokens.
+            prefix_bias = (carrier_gate - 1) * 1e4
+        x = x + self.drop_path(
+            _scaled(self.gamma3, self.attn(self.norm1(x), w, w, num_prefix, prefix_bias)))
+        x = x + self.drop_path(_scaled(self.gamma4, self.mlp(self.norm2(x))))
+
+        if carrier is not None:
+            carrier_windows, x = x[:, :num_prefix], x[:, num_prefix:]
+            carrier = carrier_windows_to_grid(carrier_windows, grid_h, grid_w, self.ct_size)
+            if self.propagate:
+                # Each window's carrier tokens, upsampled (nearest) to the window, flow back into it.
+                ct_map = carrier_windows.transpose(1, 2).reshape(
+                    -1, x.shape[-1], self.ct_size, self.ct_size)
+                spread = F.interpolate(ct_map.float(), size=(w, w), mode='nearest')
+                spread = spread.flatten(2).transpose(1, 2).to(x.dtype)
+                if carrier_gate is not None:
+                    spread = spread * carrier_gate.to(spread.dtype)
+                x = x + _scaled(self.gamma1, spread)
+        return x, carrier
+
+
+class CarrierTokenizer(nn.Module):
+    """Makes the carrier tokens of a padded stage map: depthwise 3x3 conv, then average pooling into
+    ``ct_size x ct_size`` cells per window (see :func:`carrier_pooling_matrix`)."""
+
+    def __init__(self, dim: int, window_size: int, ct_size: int):
+        super().__init__()
+        self.window_size = window_size
+        self.ct_size = ct_size
+        self.pos_embed = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x):
+        """(B, C, n_h*w, n_w*w) -> carrier tokens (B, n_h*ct * n_w*ct, C), row-major."""
+        x = self.pos_embed(x)
+        n_h = x.shape[-2] // self.window_size
+        n_w = x.shape[-1] // self.window_size
+        pool_h = carrier_pooling_matrix(n_h, self.window_size, self.ct_size, dtype=x.dtype,
+                                        device=x.device)
+        pool_w = carrier_pooling_matrix(n_w, self.window_size, self.ct_size, dtype=x.dtype,
+                                        device=x.device)
+        pooled = torch.matmul(torch.matmul(pool_h, x), pool_w.transpose(0, 1))
+        return pooled.flatten(2).transpose(1, 2)
+
+
+class FasterViTStage(nn.Module):
+    """One stage: conv blocks (stages 1-2) or windowed HAT blocks (stages 3-4), then the downsample.
+
+    ``forward`` returns the stage's feature map before the downsample; the caller applies
+    ``self.downsample``.
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, ct_size: int,
+                 conv: bool, hat: bool, downsample: bool, mlp_ratio: float, drop_path: Sequence[float],
+                 layer_scale: Optional[float], propagation: bool, with_cp: bool = False):
+        super().__init__()
+        self.conv = conv
+        self.hat = hat and not conv
+        self.window_size = window_size
+        self.ct_size = ct_size
+        self.with_cp = with_cp
+        if conv:
+            self.blocks = nn.ModuleList(
+                [ConvBlock(dim, drop_path[i], layer_scale=None) for i in range(depth)])
+        else:
+            self.blocks = nn.ModuleList([
+                HATBlock(dim, num_heads, window_size, ct_size, hat=self.hat, mlp_ratio=mlp_ratio,
+                         drop_path=drop_path[i], layer_scale=layer_scale,
+                         propagate=propagation and i == depth - 1) for i in range(depth)
+            ])
+        if self.hat:
+            self.global_tokenizer = CarrierTokenizer(dim, window_size, ct_size)
+        self.downsample = Downsample(dim) if downsample else None
+
+    def _run(self, block, *args):
+        if self.with_cp and self.training and any(
+                a.requires_grad for a in args if isinstance(a, torch.Tensor)):
+            return cp.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def forward(self, x):
+        if self.conv:
+            for block in self.blocks:
+                x = self._run(block, x)
+            return x
+
+        height, width = x.shape[-2], x.shape[-1]
+        w = self.window_size
+        x = pad_to_window_multiple(x, w)
+        padded_h, padded_w = x.shape[-2], x.shape[-1]
+        grid_h = padded_h // w * self.ct_size
+        grid_w = padded_w // w * self.ct_size
+
+        carrier, gate = None, None
+        if self.hat:
+            tracing = torch.jit.is_tracing()
+            if tracing:
+                # One traced graph serves every size: carrier tokens always flow, and a gate removes
+                # them where the input has a single window (as eager mode does by skipping them).
+                num_windows = (padded_h // w) * (padded_w // w)
+                gate = (torch.as_tensor(num_windows) > 1).to(x.dtype)
+            if tracing or (padded_h // w) * (padded_w // w) > 1:
+                carrier = self.global_tokenizer(x)
+
+        x = window_partition(x, w)
+        for block in self.blocks:
+            x, carrier = self._run(block, x, carrier, grid_h, grid_w, gate)
+        x = window_reverse(x, w, padded_h, padded_w)
+        return x[:, :, :height, :width]
+
+
+class FasterViT(BaseModule):
+    """FasterViT backbone for dense prediction, at any input size.
+
+    Args:
+        arch (str | dict): ``'0'``..``'6'``, ``'4-21k-224'``, ``'4-21k-384'``, ``'4-21k-512'``,
+            ``'4-21k-768'``, or a dict with the keys ``depths, num_heads, window_size, ct_size, dim,
+            in_dim, mlp_ratio, hat, layer_scale, propagation, drop_path_rate``. Default: ``'0'``.
+        in_channels (int): Input channels. Default: 3.
+        window_size (Sequence[int], optional): Window side per stage (four ints; stages 1-2 are
+            convolutional and ignore it). Default: the arch's.
+        ct_size (int, optional): Carrier tokens per window side. Default: the arch's (2).
+        hat (Sequence[bool], optional): Hierarchical attention per stage; only stages 3-4 can have it.
+            Default: the arch's.
+        drop_path_rate (float, optional): Stochastic depth, rising linearly over all blocks.
+            Default: the arch's ImageNet value.
+        layer_scale (float, optional): Initial layer scale of the transformer blocks; ``None`` for
+            none. Default: the arch's.
+        out_indices (Sequence[int]): Stages whose features are returned; output ``i`` has
+            ``dim * 2**i`` channels at stride ``2**(i+2)``. Default: ``(0, 1, 2, 3)``.
+        out_norm_cfg (dict, optional): Norm layer applied to each output (mmcv/mmengine norm config;
+            ``'LN2d'`` is a channel LayerNorm). ``None`` returns the raw stage features.
+            Default: ``dict(type='LN2d', eps=1e-6)``.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, ``k`` the stem and the first ``k``
+            stages with their downsample layers. Re-applied by :meth:`train`. Default: -1.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training. Default: False.
+        with_cp (bool): Gradient checkpointing per block (saves memory, costs a recomputation).
+            Default: False.
+        init_cfg (dict | list, optional): mmengine initialisation config. ``dict(type='Pretrained',
+            checkpoint=PATH)`` accepts a published FasterViT checkpoint as downloaded, a converted
+            one, or a whole detector/segmentor checkpoint (with ``prefix='backbone.'``).
+    """
+
+    def __init__(self, arch: Union[str, dict] = '0', in_channels: int = 3,
+                 window_size: Optional[Sequence[int]] = None, ct_size: Optional[int] = None,
+                 hat: Optional[Sequence[bool]] = None, drop_path_rate: Optional[float] = None,
+                 layer_scale: Union[float, None, str] = 'arch',
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_norm_cfg: Optional[dict] = dict(type='LN2d', eps=1e-6),
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        settings = self._resolve_arch(arch)
+        overrides = dict(window_size=window_size, ct_size=ct_size, hat=hat,
+                         drop_path_rate=drop_path_rate)
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        if layer_scale != 'arch':
+            settings['layer_scale'] = layer_scale
+        self._check_settings(settings)
+        self.arch_settings = settings
+        self.out_indices = self._check_out_indices(out_indices)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= _NUM_STAGES:
+            raise ValueError(f'frozen_stages must be an int in [-1, {_NUM_STAGES}], got {frozen_stages!r}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.in_channels = in_channels
+
+        dim = settings['dim']
+        depths = settings['depths']
+        self.num_features = [dim * 2**i for i in range(_NUM_STAGES)]
+        self.patch_embed = Stem(in_channels, settings['in_dim'], dim)
+        rates = torch.linspace(0, settings['drop_path_rate'], sum(depths)).tolist()
+        self.levels = nn.ModuleList()
+        for i in range(_NUM_STAGES):
+            self.levels.append(
+                FasterViTStage(
+                    dim=self.num_features[i], depth=depths[i], num_heads=settings['num_heads'][i],
+                    window_size=settings['window_size'][i], ct_size=settings['ct_size'],
+                    conv=i < 2, hat=settings['hat'][i], downsample=i < _NUM_STAGES - 1,
+                    mlp_ratio=settings['mlp_ratio'],
+                    drop_path=rates[sum(depths[:i]):sum(depths[:i + 1])],
+                    layer_scale=settings['layer_scale'], propagation=settings['propagation'],
+                    with_cp=with_cp))
+        for i in self.out_indices:
+            norm = build_output_norm(out_norm_cfg, self.num_features[i])
+            self.add_module(f'out_norm{i}', norm)
+        self.apply(self._init_module)
+        self._register_load_state_dict_pre_hook(_drop_recomputable_entries)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _resolve_arch(arch) -> dict:
+        if isinstance(arch, str):
+            if arch not in FASTERVIT_ARCHS:
+                raise ValueError(f'Unknown FasterViT arch {arch!r}; valid names: '
+                                 f'{", ".join(repr(k) for k in FASTERVIT_ARCHS)}, or a dict with '
+                                 f'the keys {", ".join(_ARCH_KEYS)}')
+            return copy.deepcopy(FASTERVIT_ARCHS[arch])
+        if isinstance(arch, dict):
+            settings = copy.deepcopy(arch)
+            missing = [k for k in _ARCH_KEYS if k not in settings]
+            unknown = [k for k in settings if k not in _ARCH_KEYS]
+            if missing or unknown:
+                raise ValueError(f'FasterViT arch dict: missing keys {missing}, unknown keys '
+                                 f'{unknown}; expected exactly {list(_ARCH_KEYS)}')
+            return settings
+        raise TypeError(f'arch must be a preset name or a dict, got {type(arch).__name__}')
+
+    @staticmethod
+    def _check_settings(s: dict):
+        for key in ('depths', 'num_heads', 'window_size', 'hat'):
+            value = s[key]
+            if not isinstance(value, (list, tuple)) or len(value) != _NUM_STAGES:
+                raise ValueError(f'{key} must list {_NUM_STAGES} values (one per stage), got {value!r}')
+        s['window_size'] = [int(w) for w in s['window_size']]
+        s['hat'] = [bool(h) for h in s['hat']]
+        if any(w < 1 for w in s['window_size']):
+            raise ValueError(f'window_size values must be >= 1, got {s["window_size"]}')
+        if s['hat'][0] or s['hat'][1]:
+            raise ValueError(f'hat={s["hat"]}: stages 1-2 are convolutional and cannot use '
+                             'hierarchical attention; set hat[0] and hat[1] to False')
+        if not isinstance(s['ct_size'], int) or s['ct_size'] < 1:
+            raise ValueError(f'ct_size must be a positive int, got {s["ct_size"]!r}')
+        for i in range(2, _NUM_STAGES):
+            if s['hat'][i] and s['ct_size'] > s['window_size'][i]:
+                raise ValueError(f'ct_size {s["ct_size"]} exceeds window_size[{i}]='
+                                 f'{s["window_size"][i]}: a window cannot hold more carrier cells '
+                                 'per side than it has pixels')
+
+    @staticmethod
+    def _check_out_indices(out_indices) -> tuple:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices, )
+        out_indices = tuple(out_indices)
+        bad = [i for i in out_indices if not isinstance(i, int) or not 0 <= i < _NUM_STAGES]
+        if not out_indices or bad or len(set(out_indices)) != len(out_indices):
+            raise ValueError(f'out_indices must be distinct stage indices in 0..{_NUM_STAGES - 1}, '
+                             f'got {out_indices}')
+        return out_indices
+
+    @staticmethod
+    def _init_module(m):
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, LayerNorm2d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ mmengine interface
+    def init_weights(self):
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_pretrained
+            load_pretrained(self, self.init_cfg['checkpoint'], kind='fastervit',
+                            prefix=self.init_cfg.get('prefix'),
+                            map_location=self.init_cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def _freeze_stages(self):
+        if self.frozen_stages >= 0:
+            self.patch_embed.eval()
+            for p in self.patch_embed.parameters():
+                p.requires_grad = False
+        for i in range(self.frozen_stages if self.frozen_stages > 0 else 0):
+            level = self.levels[i]
+            level.eval()
+            for p in level.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'FasterViT expects a torch.Tensor of shape (B, {self.in_channels}, H, W), '
+                            f'got {type(x).__name__}')
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'FasterViT expects input of shape (B, {self.in_channels}, H, W), got '
+                             f'{tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError(f'FasterViT expects a floating-point input of shape (B, '
+                            f'{self.in_channels}, H, W), got dtype {x.dtype}; convert it with '
+                            '.float()')
+
+    def forward(self, x):
+        self._check_input(x)
+        x = self.patch_embed(x)
+        outs = []
+        for i, level in enumerate(self.levels):
+            x = level(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'out_norm{i}')(x))
+            if level.downsample is not None:
+                x = level.downsample(x)
+        return tuple(outs)
+
+
+#: Buffers and aliases found in published checkpoints that this implementation recomputes or does
+#: not have; every way of loading (init_cfg, load_from, resume, load_state_dict) drops them.
+RECOMPUTABLE_SUFFIXES = ('relative_bias', 'relative_coords_table', 'relative_position_index')
+_ALIAS_INFIX = 'global_tokenizer.to_global_feature.pos.'
+
+
+def is_recomputable_key(key: str) -> bool:
+    return key.endswith(RECOMPUTABLE_SUFFIXES) or _ALIAS_INFIX in key
+
+
+def _drop_recomputable_entries(module, state_dict, prefix, *args, **kwargs):
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if is_recomputable_key(key[len(prefix):]):
+            del state_dict[key]

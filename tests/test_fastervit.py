@@ -1,0 +1,239 @@
+"""FasterViT backbone behaviour: any input size, stable state, training features, registries, errors."""
+import copy
+
+import pytest
+import torch
+
+from fastervit_dense import FasterViT
+
+# A small model with carrier tokens in stages 3 and 4 and propagation, for fast tests.
+TINY = dict(depths=[1, 1, 2, 2], num_heads=[1, 2, 2, 4], window_size=[7, 7, 7, 7], ct_size=2,
+            dim=16, in_dim=8, mlp_ratio=2., hat=[False, False, True, True], layer_scale=None,
+            propagation=True, drop_path_rate=0.)
+
+
+def tiny(**kwargs):
+    kwargs.setdefault('out_norm_cfg', None)
+    return FasterViT(arch=TINY, **kwargs)
+
+
+def expected_shapes(model, batch, height, width):
+    shapes = []
+    for i in model.out_indices:
+        stride = 2**(i + 2)
+        shapes.append((batch, model.num_features[i], -(-height // stride), -(-width // stride)))
+    return shapes
+
+
+@pytest.mark.parametrize('size', [(1, 1), (5, 3), (16, 16), (64, 64), (97, 300), (300, 97),
+                                  (224, 224), (256, 448), (333, 129)])
+def test_one_instance_serves_every_size(size):
+    model = tiny().eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    assert [tuple(o.shape) for o in outs] == expected_shapes(model, 2, *size)
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_fastervit0_mixed_sizes_in_one_process():
+    model = FasterViT('0').eval()
+    for size in [(224, 224), (97, 300), (512, 512), (64, 64), (320, 480)]:
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, *size))
+        assert [tuple(o.shape) for o in outs] == expected_shapes(model, 1, *size)
+
+
+def test_batch_elements_are_independent_and_padding_is_cropped():
+    model = tiny().eval()
+    x = torch.randn(3, 3, 97, 150)
+    with torch.no_grad():
+        together = model(x)
+        alone = model(x[1:2])
+    for t, a in zip(together, alone):
+        torch.testing.assert_close(t[1:2], a, atol=1e-5, rtol=1e-4)
+
+
+def test_carrier_tokens_and_their_position_mlp_act_on_non_square_grids():
+    """At a non-square window grid (here 2x5 windows in stage 3) the carrier positional MLP and the
+    carrier attention are in use: disturbing either changes stage 3's output."""
+    torch.manual_seed(0)
+    model = tiny().eval()
+    x = torch.randn(1, 3, 14 * 16, 35 * 16)
+    with torch.no_grad():
+        base = model(x)[2]
+        for name in ('hat_pos_embed.cpb_mlp.2.weight', 'hat_attn.qkv.weight'):
+            changed = copy.deepcopy(model)
+            param = dict(changed.levels[2].blocks[0].named_parameters())[name]
+            param.add_(torch.randn_like(param))
+            assert (changed(x)[2] - base).abs().max() > 1e-3, name
+
+
+def test_single_window_inputs_use_no_carrier_tokens():
+    """With one window per stage there is nothing to carry across windows: the carrier layers do not
+    affect the result (as in the published model)."""
+    model = tiny().eval()
+    x = torch.randn(1, 3, 100, 100)  # stage 3: 7x7 map, one window
+    with torch.no_grad():
+        base = model(x)
+        changed = copy.deepcopy(model)
+        changed.levels[2].global_tokenizer.pos_embed.weight.add_(1.0)
+        assert all(torch.equal(a, b) for a, b in zip(base, changed(x)))
+
+
+def test_state_is_unchanged_by_forwards_at_any_size():
+    model = tiny()
+    before = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    values = copy.deepcopy(model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        for size in [(64, 64), (97, 300), (300, 97), (224, 224)]:
+            model(torch.randn(1, 3, *size))
+            assert {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()} == before
+            clone = copy.deepcopy(model)
+            assert clone.state_dict().keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, values[k]), k
+    # The only buffers are BatchNorm statistics: nothing computed from the input is kept.
+    assert all(('norm' in k or 'conv_down' in k) for k, _ in model.named_buffers())
+
+
+def test_deepcopy_after_training_forward_backward():
+    model = tiny().train()
+    model(torch.randn(2, 3, 97, 150))[-1].sum().backward()
+    clone = copy.deepcopy(model)
+    clone.eval()
+    model.eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(model(x), clone(x)):
+            assert torch.equal(a, b)
+
+
+def test_training_gives_gradients_to_every_parameter():
+    model = FasterViT(arch=dict(TINY, drop_path_rate=0.1), out_norm_cfg=dict(type='LN2d')).train()
+    outs = model(torch.randn(2, 3, 256, 480))  # stage 4: 2x3 windows, so carriers are active
+    sum(o.square().mean() for o in outs).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_bfloat16_autocast_on_cpu():
+    model = tiny().eval()
+    x = torch.randn(1, 3, 97, 150)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            outs = model(x)
+    for o, r in zip(outs, reference):
+        assert o.dtype == torch.bfloat16
+        assert (o.float() - r).abs().max() < 0.1 * r.abs().max()
+
+
+def test_traced_graph_follows_the_input_size():
+    """A trace taken at one size gives eager results at other sizes (grids are not frozen)."""
+    model = tiny().eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 224, 224), check_trace=False)
+        for size in [(97, 300), (64, 64), (320, 256)]:
+            x = torch.randn(1, 3, *size)
+            for a, b in zip(traced(x), model(x)):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_output_norms_and_out_indices():
+    model = FasterViT(arch=TINY, out_indices=(1, 3)).eval()
+    assert hasattr(model, 'out_norm1') and hasattr(model, 'out_norm3')
+    assert not hasattr(model, 'out_norm0')
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 128]
+    # A channel LayerNorm: zero mean over channels at each position.
+    assert outs[0].mean(1).abs().max() < 1e-4
+
+
+def test_frozen_stages_have_no_gradients_and_stay_frozen_after_train():
+    model = tiny(frozen_stages=2)
+    model.train()
+    frozen = [model.patch_embed, model.levels[0], model.levels[1]]
+    for module in frozen:
+        assert not module.training
+        assert all(not p.requires_grad for p in module.parameters())
+    assert model.levels[2].training
+    assert model.levels[1].downsample is not None
+    assert all(not p.requires_grad for p in model.levels[1].downsample.parameters())
+    outs = model(torch.randn(1, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is None for m in frozen for p in m.parameters())
+    assert all(p.grad is not None for p in model.levels[2].blocks[0].attn.parameters())
+    assert model.train() is model
+
+
+def test_norm_eval_keeps_batchnorm_in_eval_mode():
+    model = tiny(norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    stats = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(stats, bns[0].running_mean)
+
+
+def test_with_cp_gives_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = tiny().train()
+    checkpointed = tiny(with_cp=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 97, 150)
+    results = []
+    for model in (plain, checkpointed):
+        outs = model(x)
+        sum(o.square().mean() for o in outs).backward()
+        results.append(([o.detach() for o in outs],
+                        {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(a, b)
+    assert results[0][1].keys() == results[1][1].keys()
+    assert any('hat_attn' in name for name in results[0][1])  # the carrier path was exercised
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_builds_from_each_registry(scope):
+    import importlib
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    model = registry.build(dict(type='FasterViT', arch=TINY, out_indices=(0, 1, 2, 3)))
+    assert isinstance(model, FasterViT)
+    outs = model.eval()(torch.randn(1, 3, 64, 80))
+    assert [tuple(o.shape) for o in outs] == expected_shapes(model, 1, 64, 80)
+
+
+def test_presets_build_with_published_channels():
+    for arch, dim in [('0', 64), ('1', 80), ('2', 96)]:
+        assert FasterViT(arch).num_features == [dim, 2 * dim, 4 * dim, 8 * dim]
+
+
+# ---------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize('x,error,text', [
+    (torch.randn(3, 64, 64), ValueError, r'\(B, 3, H, W\), got \(3, 64, 64\)'),
+    (torch.randn(1, 4, 64, 64), ValueError, r'\(B, 3, H, W\), got \(1, 4, 64, 64\)'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, r'floating-point.*torch.uint8'),
+])
+def test_bad_input_tensors_are_named(x, error, text):
+    with pytest.raises(error, match=text):
+        tiny()(x)
+
+
+@pytest.mark.parametrize('kwargs,text', [
+    (dict(arch='7'), r"Unknown FasterViT arch '7'; valid names: '0', '1'.*'4-21k-768'"),
+    (dict(arch=dict(TINY, depths=[1, 1, 1])), r'depths must list 4 values'),
+    (dict(arch=TINY, window_size=[7, 7, 7]), r'window_size must list 4 values'),
+    (dict(arch=TINY, hat=[True, False, True, False]), r'stages 1-2 are convolutional'),
+    (dict(arch=TINY, hat=[False, True]), r'hat must list 4 values'),
+    (dict(arch=TINY, out_indices=(0, 4)), r'out_indices must be distinct stage indices in 0..3'),
+    (dict(arch=TINY, ct_size=9), r'ct_size 9 exceeds window_size\[2\]=7'),
+    (dict(arch=TINY, frozen_stages=5), r'frozen_stages must be an int in \[-1, 4\]'),
+    (dict(arch={'depths': [1, 1, 1, 1]}), r'missing keys'),
+])
+def test_bad_arguments_fail_at_construction(kwargs, text):
+    with pytest.raises(ValueError, match=text):
+        FasterViT(**kwargs)
