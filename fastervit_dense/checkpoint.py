@@ -103,11 +103,18 @@ def load_pretrained(model: torch.nn.Module, path: str, kind: str, prefix: Option
     elif not any(k in own for k in state_dict) and any(k.startswith('backbone.') for k in state_dict):
         state_dict = _strip_prefix(state_dict, 'backbone.')
     state_dict = convert_to_kit(state_dict, kind)
+    if kind == 'fastvit':
+        fused = any('reparam_conv' in k for k in state_dict)
+        if state_dict and fused != bool(getattr(model, 'deploy', False)):
+            raise CheckpointError(
+                f'{path} holds {"fused" if fused else "unfused"} FastViT weights but the backbone '
+                f'was built with deploy={getattr(model, "deploy", False)}: set deploy={fused} '
+                '(fused weights are for inference only; train from unfused ones)')
 
+    from .converters import guess_arch, may_be_missing
     mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
                   if k in own and v.shape != own[k].shape]
     if mismatched:
-        from .converters import guess_arch
         listed = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:8])
         more = f' (and {len(mismatched) - 8} more)' if len(mismatched) > 8 else ''
         guess = guess_arch(state_dict, kind)
@@ -121,6 +128,13 @@ def load_pretrained(model: torch.nn.Module, path: str, kind: str, prefix: Option
                               'checkpoint of this model? For a whole detector or segmentor pass '
                               "prefix='backbone.'")
     missing = [k for k in own if k not in state_dict and not k.endswith('num_batches_tracked')]
+    required = [k for k in missing if not may_be_missing(k, kind)]
+    if required:
+        guess = guess_arch(state_dict, kind)
+        hint = f'; the weights look like arch {guess!r}' if guess else ''
+        raise CheckpointError(f'{path}: the checkpoint lacks {len(required)} tensors of the '
+                              f'{type(model).__name__} backbone ({_names(required, 6)}){hint}; is it '
+                              'a checkpoint of another variant?')
     unexpected = [k for k in state_dict if k not in own]
     model.load_state_dict(state_dict, strict=False)
     report = dict(loaded=len(loaded), missing=missing, unexpected=unexpected)

@@ -74,6 +74,17 @@ def _fastervit_signature(state_dict) -> Optional[tuple]:
     return tuple(stem.shape[:2]), tuple(depths), num_heads, has_hat
 
 
+_FASTERVIT_CARRIER_LAYERS = re.compile(r'\.(hat_[a-z_]+\d?|gamma1|gamma2|global_tokenizer)(\.|$)')
+
+
+def may_be_missing(key: str, kind: str) -> bool:
+    """Backbone tensors an ImageNet checkpoint may lack: the per-output norms (dense-prediction
+    additions) and, for FasterViT, carrier-token layers (the 21K models were trained without them)."""
+    if key.startswith('out_norm') or key.endswith('num_batches_tracked'):
+        return True
+    return kind == 'fastervit' and _FASTERVIT_CARRIER_LAYERS.search(key) is not None
+
+
 def _shape_signature(state_dict) -> dict:
     return {k: tuple(v.shape) for k, v in state_dict.items()}
 
@@ -110,3 +121,106 @@ def guess_arch(state_dict, kind: str = 'fastervit') -> Optional[str]:
                 arch['hat'][2] == has_hat:
             return name
     return None
+
+
+CONVERTER_VERSION = 1
+
+
+def _build_backbone(kind: str, arch: str, deploy: bool = False):
+    from .models import FasterViT, FastViT
+    if kind == 'fastervit':
+        return FasterViT(arch)
+    return FastViT(arch, deploy=deploy)
+
+
+def check_fits(state_dict, kind: str, arch: str, deploy: bool = False):
+    """Raises :class:`CheckpointError` unless the converted weights fill ``arch`` exactly (apart from
+    the per-output norms, which ImageNet models do not have). Returns the missing keys."""
+    from .checkpoint import CheckpointError
+    own = _build_backbone(kind, arch, deploy).state_dict()
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    unexpected = [k for k in state_dict if k not in own]
+    missing = [k for k in own if k not in state_dict and not may_be_missing(k, kind)]
+    if mismatched or unexpected or missing:
+        guess = guess_arch(state_dict, kind)
+        raise CheckpointError(
+            f'the weights do not fit {kind} arch {arch!r}'
+            + (f'; they look like arch {guess!r}' if guess else '')
+            + (f'; shape mismatches: {"; ".join(mismatched[:6])}' if mismatched else '')
+            + (f'; unexpected: {", ".join(unexpected[:6])}' if unexpected else '')
+            + (f'; missing: {", ".join(missing[:6])}' if missing else ''))
+    return [k for k in own if k not in state_dict]
+
+
+def convert_file(src: str, dst: str, kind: str, arch: Optional[str] = None,
+                 use_ema: bool = False) -> dict:
+    """Converts a published checkpoint file into the kit's format, atomically.
+
+    Writes ``{'state_dict': ..., 'meta': {...}}`` of plain tensors to ``dst`` through a temporary
+    file in the same folder, renamed into place only once everything succeeded: a failed conversion
+    leaves no ``dst``. Returns the meta dict (with the arch, given or inferred).
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    from .checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
+
+    state_dict = convert_to_kit(extract_state_dict(load_checkpoint_file(src), use_ema=use_ema), kind)
+    if not state_dict:
+        raise CheckpointError(f'{src}: no {kind} backbone weights found in the checkpoint')
+    deploy = kind == 'fastvit' and any('reparam_conv' in k for k in state_dict)
+    if arch is None:
+        guess = guess_arch(state_dict, kind)
+        if guess is None:
+            raise CheckpointError(f'{src}: cannot tell which {kind} variant these weights are; '
+                                  'pass --arch')
+        arch = guess.split(' ')[0]
+    missing = check_fits(state_dict, kind, arch, deploy)
+    state_dict = OrderedDict((k, v.detach().clone().contiguous()) for k, v in state_dict.items())
+    sha256 = hashlib.sha256()
+    with open(src, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            sha256.update(chunk)
+    meta = dict(source=os.path.basename(src), source_sha256=sha256.hexdigest(), kind=kind,
+                arch=arch, fused=deploy, ema=use_ema, converter_version=CONVERTER_VERSION,
+                missing_in_backbone=missing)
+    folder = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(dst), suffix='.tmp')
+    os.close(handle)
+    try:
+        torch.save({'state_dict': state_dict, 'meta': meta}, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return meta
+
+
+def converter_main(kind: str, argv=None, description: str = ''):
+    """Command line shared by ``tools/model_converters/{fastervit,fastvit}2mm.py``."""
+    import argparse
+    import sys
+
+    from .checkpoint import CheckpointError
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='published checkpoint (as downloaded)')
+    parser.add_argument('dst', help='output file for the kit (written atomically)')
+    parser.add_argument('--arch', default=None, help='variant; inferred from the weights if omitted')
+    if kind == 'fastervit':
+        parser.add_argument('--ema', action='store_true', help='take the EMA weights')
+    args = parser.parse_args(argv)
+    try:
+        meta = convert_file(args.src, args.dst, kind, args.arch, getattr(args, 'ema', False))
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    inferred = '' if args.arch else ' (inferred)'
+    print(f'arch: {meta["arch"]}{inferred}')
+    print(f'wrote {args.dst}: {meta["kind"]} backbone weights, source sha256 '
+          f'{meta["source_sha256"][:12]}; layers the ImageNet model lacks: '
+          f'{", ".join(meta["missing_in_backbone"]) or "-"}')
+    return 0

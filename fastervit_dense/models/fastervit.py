@@ -391,7 +391,7 @@ class FasterViT(BaseModule):
             norm = build_output_norm(out_norm_cfg, self.num_features[i])
             self.add_module(f'out_norm{i}', norm)
         self.apply(self._init_module)
-        self._register_load_state_dict_pre_hook(_drop_recomputable_entries)
+        self._register_load_state_dict_pre_hook(_drop_recomputable_entries, with_module=True)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ construction helpers

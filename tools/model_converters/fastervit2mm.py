@@ -1,0 +1,14 @@
+"""Converts a published FasterViT ImageNet checkpoint into the kit's backbone format.
+
+    python tools/model_converters/fastervit2mm.py SRC DST [--arch ARCH] [--ema]
+
+Accepts the official files as downloaded (a training checkpoint with ``state_dict``, ``args``,
+optimizer state), plain state dicts and ``module.``-prefixed ones. Keeps the backbone weights, drops
+the classifier and every recomputable buffer, and writes ``{'state_dict', 'meta'}`` atomically.
+"""
+import sys
+
+from fastervit_dense.converters import converter_main
+
+if __name__ == '__main__':
+    sys.exit(converter_main('fastervit', description=__doc__.split('\n')[0]))
