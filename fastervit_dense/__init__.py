@@ -2,6 +2,7 @@
 
 Importing the package registers the backbones in both frameworks' MODELS registries.
 """
+from . import optim  # noqa: F401  (registers NoDecayOptimWrapperConstructor)
 from .models import FASTERVIT_ARCHS, FASTVIT_ARCHS, FasterViT, FastViT
 from .registry import register_backbones
 from .version import __version__

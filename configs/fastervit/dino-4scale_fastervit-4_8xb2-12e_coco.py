@@ -1,0 +1,9 @@
+_base_ = './dino-4scale_fastervit-0_8xb2-12e_coco.py'
+
+model = dict(
+    backbone=dict(
+        arch='4',
+        drop_path_rate=0.3,
+        with_cp=True,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_4_224_1k.pth.tar')),
+    neck=dict(in_channels=[392, 784, 1568]))

@@ -1,0 +1,9 @@
+_base_ = './upernet_fastvit-sa12_8xb2-160k_ade20k-512x512.py'
+
+model = dict(
+    backbone=dict(
+        arch='ma36',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_ma36.pth.tar')),
+    decode_head=dict(in_channels=[76, 152, 304, 608]),
+    auxiliary_head=dict(in_channels=304))

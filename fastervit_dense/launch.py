@@ -1,0 +1,51 @@
+"""Shared by the kit's ``tools/train.py`` and ``tools/test.py``: config loading and runner building
+for either framework, chosen by the config's ``default_scope`` (``mmdet`` or ``mmseg``)."""
+import os
+import os.path as osp
+
+from mmengine.config import Config
+
+SCOPES = ('mmdet', 'mmseg')
+
+
+def load_config(path: str, cfg_options=None, work_dir=None, launcher='none') -> Config:
+    if not osp.isfile(path):
+        raise SystemExit(f'config file {path!r} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise SystemExit(f'{path}: default_scope is {scope!r}; the kit runs mmdet and mmseg configs '
+                         "(inherit an mmdet:: or mmseg:: base, or set default_scope)")
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def prepare_scope(cfg: Config):
+    """Registers the framework's modules and the kit's before the runner is built."""
+    import fastervit_dense  # noqa: F401
+    if cfg.default_scope == 'mmdet':
+        from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+    else:
+        from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+
+
+def build_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    prepare_scope(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def set_local_rank(local_rank: int):
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(local_rank)

@@ -1,0 +1,60 @@
+"""Evaluates a checkpoint: mmdet's and mmseg's ``tools/test.py`` command line, with the framework
+chosen from the config's ``default_scope``.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE] [--show-dir DIR]
+                         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from fastervit_dense.launch import build_runner, load_config, set_local_rank  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save evaluation results')
+    parser.add_argument('--out', help='dump predictions to a pickle file (mmdet) or folder (mmseg)')
+    parser.add_argument('--show-dir', help='save drawn predictions under the work dir/timestamp')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    set_local_rank(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            raise SystemExit('--show-dir needs a visualization hook in default_hooks')
+        hook.draw = True
+        hook.interval = 1
+        hook.show_dir = args.show_dir if cfg.default_scope == 'mmdet' else None
+        if cfg.default_scope == 'mmseg':
+            cfg.visualizer.save_dir = args.show_dir
+    if args.out:
+        if cfg.default_scope == 'mmdet':
+            cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
+                cfg.test_evaluator, (list, tuple)) else [cfg.test_evaluator]
+            cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
+        else:
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()
