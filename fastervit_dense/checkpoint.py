@@ -4,6 +4,14 @@ Every path in the kit that reads a checkpoint goes through :func:`load_checkpoin
 unpickles arbitrary objects: ``torch.load(weights_only=True)`` with only the extra types that published
 checkpoints contain allowed (``argparse.Namespace``, the training arguments that timm-trained files
 keep). Anything else is refused with a message that says what the file holds.
+
+mmengine's own training checkpoints cannot be read that way as mmengine 0.10.7 writes them: its
+``HistoryBuffer`` pickles the class-wide table of statistics functions, which needs ``getattr`` at
+load time (allowing ``getattr`` would let a crafted file reach any attribute). Under torch >= 2.6
+that breaks ``--resume``, ``load_from`` and testing. :func:`install_safe_checkpoint_support`, run on
+``import fastervit_dense``, makes new checkpoints leave that table out (``__setstate__`` re-registers
+the defaults anyway) and allowlists the plain data types mmengine writes (``HistoryBuffer``, numpy
+arrays, dtypes and scalars), so mmengine's loader keeps ``weights_only=True`` and still works.
 """
 import argparse
 import os
@@ -17,8 +25,28 @@ from mmengine.logging import print_log
 
 __all__ = ['CheckpointError', 'load_checkpoint_file', 'extract_state_dict', 'load_pretrained']
 
-#: Types that published checkpoints need beyond tensors and containers.
-SAFE_GLOBALS = [argparse.Namespace]
+def _data_types_of_mmengine_checkpoints() -> list:
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
+    dtype_classes = {type(np.dtype(code)) for code in '?bBhHiIlLqQefdgFDGUS'}
+    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+            *sorted(dtype_classes, key=lambda c: c.__name__)]
+
+
+#: Types that published and mmengine-written checkpoints need beyond tensors and containers.
+SAFE_GLOBALS = [argparse.Namespace] + _data_types_of_mmengine_checkpoints()
+
+
+def _history_buffer_state(self) -> dict:
+    return {k: v for k, v in self.__dict__.items() if k != 'statistics_methods'}
+
+
+def install_safe_checkpoint_support():
+    """See the module docstring. Idempotent."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    torch.serialization.add_safe_globals(SAFE_GLOBALS)
+    HistoryBuffer.__getstate__ = _history_buffer_state
 
 
 class CheckpointError(RuntimeError):
@@ -44,12 +72,19 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f'refused to load {path!r}: it holds objects other than tensors and plain containers, '
-            f'and unpickling them could run code ({_first_line(error)}). If you trust the file, '
+            f'and unpickling them could run code ({_unsafe_global(error)}). If you trust the file, '
             'load it yourself, keep only its tensors (e.g. torch.save(ckpt["state_dict"], NEW)) and '
             'use NEW') from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
         raise CheckpointError(f'cannot read checkpoint {path!r}: the file is truncated or corrupted '
                               f'({_first_line(error)})') from None
+
+
+def _unsafe_global(error: BaseException) -> str:
+    """The offending name from torch's weights-only error, e.g. 'GLOBAL builtins.open'."""
+    import re
+    match = re.search(r'Unsupported global: (GLOBAL \S+)', str(error))
+    return match.group(1) if match else _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:

@@ -19,11 +19,29 @@ def load_config(path: str, cfg_options=None, work_dir=None, launcher='none') -> 
         raise SystemExit(f'{path}: default_scope is {scope!r}; the kit runs mmdet and mmseg configs '
                          "(inherit an mmdet:: or mmseg:: base, or set default_scope)")
     cfg.launcher = launcher
+    if launcher != 'none':
+        _adapt_distributed_to_this_machine(cfg)
+    hooks = list(cfg.get('custom_hooks', []))
+    if not any(h.get('type') == 'RNGStateHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RNGStateHook')]  # exact resume (see hooks.py)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def _adapt_distributed_to_this_machine(cfg: Config):
+    """Without CUDA, distributed runs use the gloo backend and DDP without ``device_ids``
+    (configs default to NCCL and GPU device ids, which fail on CPU-only machines)."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
 
 
 def prepare_scope(cfg: Config):
@@ -37,10 +55,20 @@ def prepare_scope(cfg: Config):
     register_all_modules(init_default_scope=False)
 
 
+def _init_cpu_process_group(cfg: Config):
+    """mmengine's pytorch launcher calls ``torch.cuda.set_device`` unconditionally; on a machine
+    without CUDA the kit starts the (gloo) process group itself, and the Runner then uses it."""
+    import torch
+    import torch.distributed as dist
+    if cfg.launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
 def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     prepare_scope(cfg)
+    _init_cpu_process_group(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

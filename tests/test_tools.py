@@ -1,0 +1,149 @@
+"""The kit's tools end to end on a tiny generated dataset: train, evaluate a saved checkpoint,
+distributed training with torchrun (gloo, CPU), FLOPs, and the shortened demo."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
+SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
+
+
+def run(*args, timeout=900, env=None):
+    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                            cwd=ROOT, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    from fastervit_dense.synthetic import make_datasets
+    root = tmp_path_factory.mktemp('data')
+    make_datasets(str(root), num_train=8, num_val=4, seed=3, size_range=(128, 200))
+    return root
+
+
+def data_options(root, kind):
+    if kind == 'det':
+        data_root = f'{root}/coco/'
+        return [f'train_dataloader.dataset.data_root={data_root}',
+                f'val_dataloader.dataset.data_root={data_root}',
+                f'test_dataloader.dataset.data_root={data_root}',
+                f'val_evaluator.ann_file={data_root}annotations/instances_val.json',
+                f'test_evaluator.ann_file={data_root}annotations/instances_val.json']
+    data_root = f'{root}/ade/'
+    return [f'{loader}.dataset.data_root={data_root}'
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+
+
+def short(iters):
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}', 'train_dataloader.batch_size=2',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+            'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
+
+
+@pytest.mark.parametrize('kind,config,metric', [('det', DET, 'coco/bbox_mAP'),
+                                                ('seg', SEG, 'mIoU')])
+def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind, config, metric):
+    work_dir = tmp_path / 'work'
+    run('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
+        *data_options(tiny_data, kind), *short(3))
+    checkpoint = work_dir / 'iter_3.pth'
+    assert checkpoint.exists()
+    # mmengine's checkpoint holds no object that needs unsafe unpickling.
+    import torch
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(checkpoint)) == []
+    output = run('tools/test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
+                 '--cfg-options', *data_options(tiny_data, kind), *short(3))
+    assert metric in output
+    if kind == 'det':
+        assert 'segm_mAP_copypaste' in output
+
+
+def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path):
+    work_dir = tmp_path / 'dist'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    output = run('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533',
+                 'tools/train.py', SEG, '--launcher', 'pytorch', '--work-dir', work_dir,
+                 '--cfg-options', *data_options(tiny_data, 'seg'), *short(2), env=env)
+    assert 'Distributed training is not used' not in output
+    assert (work_dir / 'iter_2.pth').exists()
+    assert "'backend': 'gloo'" in output or 'backend: gloo' in output or 'gloo' in output
+
+
+def test_get_flops_reports_parameters_and_flops():
+    output = run('tools/analysis_tools/get_flops.py', SEG, '--shape', '256', '320')
+    assert 'Input shape: (3, 256, 320)' in output
+    assert 'Flops:' in output and 'Params:' in output
+
+
+def test_shortened_demo_writes_every_artifact(tmp_path):
+    work_dir = tmp_path / 'demo'
+    output = run('tools/demo.py', '--work-dir', work_dir, '--data-root', tmp_path / 'data',
+                 '--det-iters', '2', '--seg-iters', '2', '--num-train', '6', '--num-val', '3',
+                 '--num-drawings', '2')
+    metrics = json.loads((work_dir / 'metrics.json').read_text())
+    assert set(metrics) >= {'detection', 'segmentation', 'pretrained', 'seconds'}
+    assert metrics['detection']['backbone'] == 'FastViT-T8'
+    assert metrics['segmentation']['backbone'] == 'FasterViT-0'
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'):
+        assert 0.0 <= metrics['detection'][key] <= 1.0
+    assert 0.0 <= metrics['segmentation']['mIoU'] <= 100.0
+    assert metrics['pretrained'] is False and metrics['seconds'] > 0
+    import cv2
+    for prefix in ('detection', 'segmentation'):
+        for index in range(2):
+            image = cv2.imread(str(work_dir / f'{prefix}_{index:02d}.png'))
+            assert image is not None and image.shape[0] > 64 and image.shape[1] > 64
+    assert 'training from random initialisation' in output
+    assert 'mIoU' in output and 'box mAP@0.5' in output
+
+
+def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
+    """A detector checkpoint saved by training becomes a fused one that the test tool runs with
+    the one-line deploy change, with the same predictions."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import load_checkpoint
+    work_dir = tmp_path / 'work'
+    run('tools/train.py', DET, '--work-dir', work_dir, '--cfg-options',
+        *data_options(tiny_data, 'det'), *short(2))
+    fused_path = tmp_path / 'fused.pth'
+    output = run('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth', fused_path)
+    assert 'model.backbone.deploy=True' in output
+
+    import fastervit_dense  # noqa: F401
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(DET)
+    models = []
+    for deploy, path in ((False, work_dir / 'iter_2.pth'), (True, fused_path)):
+        cfg.model.backbone.deploy = deploy
+        model = MODELS.build(cfg.model)
+        load_checkpoint(model, str(path), strict=True)
+        models.append(model.eval())
+    assert any('reparam_conv' in k for k in models[1].state_dict())
+    x = torch.randn(1, 3, 160, 224)
+    with torch.no_grad():
+        for a, b in zip(models[0].extract_feat(x), models[1].extract_feat(x)):
+            assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+    output = run('tools/test.py', DET, fused_path, '--work-dir', tmp_path / 'test', '--cfg-options',
+                 'model.backbone.deploy=True', *data_options(tiny_data, 'det'), *short(2))
+    assert 'coco/bbox_mAP' in output
+
+
+def test_reparameterize_refuses_a_fasterVit_config(tmp_path):
+    result = subprocess.run([sys.executable, 'tools/deployment/reparameterize.py', SEG,
+                             tmp_path / 'missing.pth', tmp_path / 'out.pth'],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert "the backbone is 'FasterViT'; only FastViT backbones have branches to fuse" in result.stderr
+    assert not (tmp_path / 'out.pth').exists()

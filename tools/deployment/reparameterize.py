@@ -1,0 +1,88 @@
+"""Fuses the FastViT backbone of a trained detector or segmentor checkpoint for deployment.
+
+    python tools/deployment/reparameterize.py CONFIG CHECKPOINT OUT
+
+The fused checkpoint runs with the same config plus one change, ``model.backbone.deploy=True``:
+
+    python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
+    (or mmdet's / mmseg's own tools/test.py with the same --cfg-options)
+
+Outputs agree with the unfused model to float rounding; the fused model is faster (fewer branches,
+no BatchNorm) but cannot be trained further.
+"""
+import argparse
+import hashlib
+import os
+import os.path as osp
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict,  # noqa: E402
+                                        load_checkpoint_file)
+from fastervit_dense.launch import load_config, prepare_scope  # noqa: E402
+
+
+def reparameterize(config: str, checkpoint: str, out: str) -> int:
+    from mmengine.registry import MODELS, init_default_scope
+
+    from fastervit_dense import FastViT
+    cfg = load_config(config)
+    if cfg.model.backbone.get('type') != 'FastViT':
+        raise CheckpointError(f'{config}: the backbone is {cfg.model.backbone.get("type")!r}; only '
+                              'FastViT backbones have branches to fuse')
+    if cfg.model.backbone.get('deploy'):
+        raise CheckpointError(f'{config} already sets deploy=True: give the training config')
+    cfg.model.backbone.init_cfg = None
+    prepare_scope(cfg)
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    source = load_checkpoint_file(checkpoint)
+    state_dict = extract_state_dict(source)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
+    if missing or unexpected:
+        raise CheckpointError(f'{checkpoint} does not fit {config}: missing {missing[:5]}, '
+                              f'unexpected {unexpected[:5]}')
+    fused = 0
+    for module in model.modules():
+        if isinstance(module, FastViT) and not module.deploy:
+            module.switch_to_deploy()
+            fused += 1
+    meta = dict(source.get('meta', {}) if isinstance(source, dict) else {})
+    with open(checkpoint, 'rb') as f:
+        meta.update(reparameterized_from=osp.basename(checkpoint),
+                    source_sha256=hashlib.sha256(f.read()).hexdigest(), deploy=True)
+    folder = osp.dirname(osp.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(out), suffix='.tmp')
+    os.close(handle)
+    try:
+        torch.save({'meta': meta, 'state_dict': model.state_dict()}, tmp)
+        os.replace(tmp, out)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return fused
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='the training config of the checkpoint')
+    parser.add_argument('checkpoint', help='trained detector or segmentor checkpoint')
+    parser.add_argument('out', help='fused checkpoint to write (atomically)')
+    args = parser.parse_args(argv)
+    try:
+        fused = reparameterize(args.config, args.checkpoint, args.out)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    print(f'fused {fused} FastViT backbone into {args.out}; test it with '
+          f'--cfg-options model.backbone.deploy=True')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
