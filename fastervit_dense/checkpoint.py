@@ -66,9 +66,11 @@ def load_checkpoint_file(path: str, map_location='cpu'):
         except Exception as error:  # safetensors raises its own error types
             raise CheckpointError(f'cannot read safetensors checkpoint {path!r}: the file is '
                                   f'truncated or corrupted ({_first_line(error)})') from None
+    # Not torch.serialization.safe_globals(...): leaving that context removes its entries from the
+    # process-wide allowlist even when they were there before, which broke mmengine's loader later.
+    install_safe_checkpoint_support()
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f'refused to load {path!r}: it holds objects other than tensors and plain containers, '

@@ -190,3 +190,25 @@ def to_apple_layout(state_dict, fused: bool = False):
             k = 'head.' + k[len('head.fc.'):]
         out[k] = v
     return out
+
+
+def pickled_globals(path) -> set:
+    """'module.name' of every global a torch.save file's pickle refers to (read, never executed)."""
+    import pickletools
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith('data.pkl')))
+    found, strings = set(), []
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name == 'GLOBAL':
+            found.add(arg.replace(' ', '.'))
+        elif opcode.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+            strings.append(arg)
+        elif opcode.name == 'STACK_GLOBAL':
+            found.add('.'.join(strings[-2:]))
+    return {g.replace('__builtin__.', 'builtins.') for g in found}
+
+
+def non_torch_globals(path) -> set:
+    return {g for g in pickled_globals(path)
+            if not g.startswith(('torch.', 'collections.OrderedDict', '_codecs.'))}

@@ -9,7 +9,8 @@ import torch
 from mmengine.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*', '*.py')))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'fastervit', '*.py')) +
+                 glob.glob(os.path.join(ROOT, 'configs', 'fastvit', '*.py')))
 
 
 def load(name_or_path):

@@ -45,33 +45,45 @@ def losses(work_dir):
 
 
 def train(work_dir, root, *extra):
+    """Starts tools/train.py; its output goes to a file (an unread pipe could block it)."""
     command = [sys.executable, 'tools/train.py', SEG, '--work-dir', str(work_dir), *extra,
                *options(root, 6)]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    os.makedirs(work_dir, exist_ok=True)
+    log = open(os.path.join(work_dir, 'stdout.log'), 'a')
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, OMP_NUM_THREADS='1'))
+    process.log_path = log.name
+    return process
+
+
+def finish(process):
+    process.wait(timeout=900)
+    output = open(process.log_path).read()
+    assert process.returncode == 0, output[-3000:]
+    return output
 
 
 def test_killed_run_resumes_with_identical_losses(data, tmp_path):
-    whole = train(tmp_path / 'whole', data)
-    output = whole.communicate(timeout=900)[0]
-    assert whole.returncode == 0, output[-3000:]
+    finish(train(tmp_path / 'whole', data))
     reference = losses(tmp_path / 'whole')
     assert sorted(reference) == [1, 2, 3, 4, 5, 6]
 
     interrupted = train(tmp_path / 'interrupted', data)
     checkpoint = tmp_path / 'interrupted' / 'iter_3.pth'
+    marker = tmp_path / 'interrupted' / 'last_checkpoint'  # written once the checkpoint is complete
     deadline = time.time() + 600
-    while not checkpoint.exists() and interrupted.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint finish writing (it is renamed into place by torch.save)
+    while not (marker.exists() and marker.read_text().strip().endswith('iter_3.pth')) \
+            and interrupted.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
     interrupted.kill()
-    interrupted.communicate()
+    interrupted.wait()
     assert checkpoint.exists()
     assert not (tmp_path / 'interrupted' / 'iter_6.pth').exists()
+    import shutil
+    saved = tmp_path / 'iter_3_copy.pth'  # the resumed run keeps only its newest checkpoint
+    shutil.copy(checkpoint, saved)
 
-    resumed = train(tmp_path / 'interrupted', data, '--resume', str(checkpoint))
-    output = resumed.communicate(timeout=900)[0]
-    assert resumed.returncode == 0, output[-3000:]
+    output = finish(train(tmp_path / 'interrupted', data, '--resume', str(checkpoint)))
     assert 'Advance dataloader 3 steps' in output
     after = losses(tmp_path / 'interrupted')
     for step in (4, 5, 6):
@@ -81,10 +93,8 @@ def test_killed_run_resumes_with_identical_losses(data, tmp_path):
     # path draws other masks), so the equality above is the hook's doing.
     import torch
     stripped = tmp_path / 'no_rng_states.pth'
-    state = torch.load(checkpoint, weights_only=True)
+    state = torch.load(saved, weights_only=True)
     del state['rng_states']
     torch.save(state, stripped)
-    control = train(tmp_path / 'control', data, '--resume', str(stripped))
-    output = control.communicate(timeout=900)[0]
-    assert control.returncode == 0, output[-3000:]
+    finish(train(tmp_path / 'control', data, '--resume', str(stripped)))
     assert losses(tmp_path / 'control')[4] != reference[4]

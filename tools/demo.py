@@ -66,12 +66,15 @@ def configure(path, work_dir, data_root, iters, checkpoint, kind):
         cfg.test_evaluator = cfg.val_evaluator
     if iters is not None:
         cfg.train_cfg.max_iters = iters
-        for scheduler in cfg.param_scheduler:
+        for scheduler in cfg.param_scheduler:  # the same schedule, cut to the shorter run
             scheduler.end = min(scheduler.end, iters)
+            scheduler.begin = min(scheduler.begin, scheduler.end - 1)
             if 'T_max' in scheduler:
                 scheduler.T_max = iters
         cfg.default_hooks.checkpoint.interval = iters
-    cfg.train_cfg.val_interval = cfg.train_cfg.max_iters + 1  # evaluated once, after training
+    # Evaluated once, after training, by runner.test() (mmengine would also validate at the last
+    # iteration whatever val_interval says).
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if checkpoint:
         cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
     return cfg

@@ -15,6 +15,10 @@ model = dict(
         type='FastViT',
         arch='t8',
         out_indices=(0, 1, 2, 3),
+        # Raw stage features: from random initialisation the default channel LayerNorm on each
+        # output stalled the RoI classifier here (box mAP@0.5 0.02 against 0.79 without it, after
+        # 120 iterations, the same as a ResNet-18 in this recipe).
+        out_norm_cfg=None,
         drop_path_rate=0.0,
         init_cfg=None),  # tools/demo.py points this at checkpoints/ when the file is there
     neck=dict(in_channels=[48, 96, 192, 384], out_channels=channels),
@@ -57,7 +61,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json',
                      metric=['bbox', 'segm'], format_only=False)
 test_evaluator = val_evaluator
 
-max_iters = 240
+max_iters = 200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 param_scheduler = [

@@ -19,12 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
 from .layout import (carrier_grid_to_windows, carrier_pooling_matrix, carrier_windows_to_grid,
                      pad_to_window_multiple, window_partition, window_reverse)
+from .base import DenseBackbone
 from .norms import build_output_norm
 from .position import PositionEmbeddingMLP, RelativePositionBias
 
@@ -315,7 +314,7 @@ class FasterViTStage(nn.Module):
         return x[:, :, :height, :width]
 
 
-class FasterViT(BaseModule):
+class FasterViT(DenseBackbone):
     """FasterViT backbone for dense prediction, at any input size.
 
     Args:
@@ -346,6 +345,8 @@ class FasterViT(BaseModule):
             checkpoint=PATH)`` accepts a published FasterViT checkpoint as downloaded, a converted
             one, or a whole detector/segmentor checkpoint (with ``prefix='backbone.'``).
     """
+
+    checkpoint_kind = 'fastervit'
 
     def __init__(self, arch: Union[str, dict] = '0', in_channels: int = 3,
                  window_size: Optional[Sequence[int]] = None, ct_size: Optional[int] = None,
@@ -456,16 +457,6 @@ class FasterViT(BaseModule):
             nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ mmengine interface
-    def init_weights(self):
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
-            load_pretrained(self, self.init_cfg['checkpoint'], kind='fastervit',
-                            prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        super().init_weights()
-
     def _freeze_stages(self):
         if self.frozen_stages >= 0:
             self.patch_embed.eval()
@@ -477,28 +468,7 @@ class FasterViT(BaseModule):
             for p in level.parameters():
                 p.requires_grad = False
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
     # ------------------------------------------------------------------ forward
-    def _check_input(self, x):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'FasterViT expects a torch.Tensor of shape (B, {self.in_channels}, H, W), '
-                            f'got {type(x).__name__}')
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'FasterViT expects input of shape (B, {self.in_channels}, H, W), got '
-                             f'{tuple(x.shape)}')
-        if not x.is_floating_point():
-            raise TypeError(f'FasterViT expects a floating-point input of shape (B, '
-                            f'{self.in_channels}, H, W), got dtype {x.dtype}; convert it with '
-                            '.float()')
-
     def forward(self, x):
         self._check_input(x)
         x = self.patch_embed(x)

@@ -9,11 +9,9 @@ attention blocks) and adds the OpenMMLab backbone conventions. Module names foll
 from typing import Optional, Sequence
 
 import timm
-import torch
-import torch.nn as nn
-from mmengine.model import BaseModule
-from timm.models._manipulate import reparameterize_model
+from timm.utils.model import reparameterize_model
 
+from .base import DenseBackbone
 from .norms import build_output_norm
 
 __all__ = ['FastViT', 'FASTVIT_ARCHS']
@@ -25,7 +23,7 @@ FASTVIT_ARCHS = {
 }
 
 
-class FastViT(BaseModule):
+class FastViT(DenseBackbone):
     """FastViT backbone on timm, at any input size.
 
     Args:
@@ -46,6 +44,8 @@ class FastViT(BaseModule):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` accepts timm's
             ``fastvit_*`` weights, Apple's published files (fused or not) and converted ones.
     """
+
+    checkpoint_kind = 'fastvit'
 
     def __init__(self, arch: str = 'sa12', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -89,16 +89,6 @@ class FastViT(BaseModule):
             self.add_module(f'out_norm{i}', build_output_norm(out_norm_cfg, self.num_features[i]))
         self._freeze_stages()
 
-    def init_weights(self):
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_pretrained
-            load_pretrained(self, self.init_cfg['checkpoint'], kind='fastvit',
-                            prefix=self.init_cfg.get('prefix'),
-                            map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        super().init_weights()
-
     def switch_to_deploy(self):
         """Fuses the train-time branches in place (outputs agree to float rounding)."""
         if not self.deploy:
@@ -115,26 +105,6 @@ class FastViT(BaseModule):
             module.eval()
             for p in module.parameters():
                 p.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def _check_input(self, x):
-        expected = f'(B, {self.in_channels}, H, W)'
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'FastViT expects a torch.Tensor of shape {expected}, got '
-                            f'{type(x).__name__}')
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'FastViT expects input of shape {expected}, got {tuple(x.shape)}')
-        if not x.is_floating_point():
-            raise TypeError(f'FastViT expects a floating-point input of shape {expected}, got dtype '
-                            f'{x.dtype}; convert it with .float()')
 
     def forward(self, x):
         self._check_input(x)

@@ -1,0 +1,166 @@
+"""Training-step cost of detectors with FasterViT-0 next to the same detectors with Swin-T, and the
+memory that gradient checkpointing (``with_cp``) saves.
+
+Each case runs in a fresh process (so peak memory is that case's alone): it builds the model, runs
+one warm-up step, then times ``--repeat`` training steps (forward, backward, optimizer step) on
+generated images and reports the median and the process's peak resident memory (CPU) or CUDA's
+peak allocation.
+
+    python tools/analysis_tools/benchmark_training.py [--size 512x512] [--batch-size 2]
+        [--cp-size 1024x1024] [--repeat 2] [--out work_dirs/benchmarks]
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings('ignore')
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+SWIN_T = dict(_delete_=True, type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+              num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.2, out_indices=(0, 1, 2, 3),
+              init_cfg=None)
+CASES = {
+    'mask-rcnn/fastervit-0': ('configs/fastervit/mask-rcnn_fastervit-0_fpn_1x_coco.py', None, {}),
+    'mask-rcnn/swin-t': ('configs/fastervit/mask-rcnn_fastervit-0_fpn_1x_coco.py', SWIN_T,
+                         dict(neck=dict(in_channels=[96, 192, 384, 768]))),
+    'dino/fastervit-0': ('configs/fastervit/dino-4scale_fastervit-0_8xb2-12e_coco.py', None, {}),
+    'dino/swin-t': ('configs/fastervit/dino-4scale_fastervit-0_8xb2-12e_coco.py',
+                    dict(SWIN_T, out_indices=(1, 2, 3)), dict(neck=dict(in_channels=[192, 384, 768]))),
+}
+
+
+def parse_size(text):
+    height, width = (int(v) for v in text.lower().split('x'))
+    return height, width
+
+
+def peak_mib(device):
+    if device == 'cuda':
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def detector_case(name, size, batch_size, repeat, device):
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+
+    from fastervit_dense.launch import prepare_scope
+    sys.path.insert(0, osp.join(ROOT, 'tests'))
+    from test_configs import _det_batch
+    config, backbone, extra = CASES[name]
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.model.backbone.init_cfg = None
+    if backbone is not None:
+        cfg.merge_from_dict(dict(model=dict(backbone=backbone, **extra)))
+    prepare_scope(cfg)
+    from mmdet.registry import MODELS
+    model = MODELS.build(cfg.model).to(device)
+    model.init_weights()
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    batch = _det_batch([(3, *size)] * batch_size, with_mask='mask' in name, num_classes=80)
+    times = []
+    for step in range(repeat + 1):
+        start = time.perf_counter()
+        model.train_step(copy.deepcopy(batch), optim_wrapper)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - start)
+    return dict(case=name, size=f'{size[0]}x{size[1]}', batch_size=batch_size,
+                step_s=statistics.median(times), peak_mib=peak_mib(device))
+
+
+def checkpointing_case(with_cp, size, batch_size, device):
+    """Backbone training step (forward, backward) of FasterViT-0 at a large size."""
+    from fastervit_dense import FasterViT
+    model = FasterViT('0', with_cp=with_cp).to(device).train()
+    x = torch.randn(batch_size, 3, *size, device=device)
+    start = time.perf_counter()
+    sum(o.float().square().mean() for o in model(x)).backward()
+    return dict(case=f'fastervit-0 backbone step, with_cp={with_cp}', size=f'{size[0]}x{size[1]}',
+                batch_size=batch_size, step_s=time.perf_counter() - start,
+                peak_mib=peak_mib(device))
+
+
+def worker(job, device):
+    if job['kind'] == 'detector':
+        record = detector_case(job['name'], tuple(job['size']), job['batch_size'], job['repeat'],
+                               device)
+    else:
+        record = checkpointing_case(job['with_cp'], tuple(job['size']), job['batch_size'], device)
+    print('RESULT ' + json.dumps(record))
+
+
+def spawn(job, device):
+    result = subprocess.run([sys.executable, osp.abspath(__file__), '--worker', json.dumps(job),
+                             '--device', device], capture_output=True, text=True, cwd=ROOT)
+    lines = [l for l in result.stdout.splitlines() if l.startswith('RESULT ')]
+    if result.returncode != 0 or not lines:
+        return dict(job, error=(result.stderr.strip().splitlines() or ['failed'])[-1][:200])
+    return json.loads(lines[-1][len('RESULT '):])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size', default='512x512', help='detector training image size')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--cp-size', default='1024x1024', help='size for the with_cp comparison')
+    parser.add_argument('--repeat', type=int, default=2)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--out', default='work_dirs/benchmarks')
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker(json.loads(args.worker), args.device)
+
+    size, cp_size = parse_size(args.size), parse_size(args.cp_size)
+    jobs = [dict(kind='detector', name=name, size=size, batch_size=args.batch_size,
+                 repeat=args.repeat) for name in CASES]
+    jobs += [dict(kind='checkpointing', with_cp=flag, size=cp_size, batch_size=args.batch_size)
+             for flag in (False, True)]
+    records = []
+    for i, job in enumerate(jobs, 1):
+        print(f'[{i}/{len(jobs)}] {job.get("name", "with_cp=%s" % job.get("with_cp"))} ...',
+              flush=True)
+        records.append(spawn(job, args.device))
+    by_case = {r.get('case'): r for r in records}
+    ratios = {}
+    for algo in ('mask-rcnn', 'dino'):
+        ours, swin = by_case.get(f'{algo}/fastervit-0'), by_case.get(f'{algo}/swin-t')
+        if ours and swin and 'step_s' in ours and 'step_s' in swin:
+            ratios[f'{algo} step time, FasterViT-0 / Swin-T'] = ours['step_s'] / swin['step_s']
+    plain = by_case.get('fastervit-0 backbone step, with_cp=False')
+    cp = by_case.get('fastervit-0 backbone step, with_cp=True')
+    if plain and cp and 'peak_mib' in plain and 'peak_mib' in cp:
+        ratios['peak memory, with_cp / without'] = cp['peak_mib'] / plain['peak_mib']
+    lines = ['| case | size | batch | step s | peak MiB |', '|---|---|---|---|---|']
+    for r in records:
+        if 'error' in r:
+            lines.append(f'| {r.get("name", r.get("kind"))} | - | - | error: {r["error"]} | - |')
+        else:
+            lines.append(f'| {r["case"]} | {r["size"]} | {r["batch_size"]} | {r["step_s"]:.2f} | '
+                         f'{r["peak_mib"]:.0f} |')
+    lines += [''] + [f'- {k}: {v:.2f}' for k, v in ratios.items()]
+    table = '\n'.join(lines) + '\n'
+    os.makedirs(args.out, exist_ok=True)
+    with open(osp.join(args.out, 'training.json'), 'w') as f:
+        json.dump(dict(command=' '.join(sys.argv), records=records, ratios=ratios), f, indent=2)
+    with open(osp.join(args.out, 'training.md'), 'w') as f:
+        f.write(table)
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
