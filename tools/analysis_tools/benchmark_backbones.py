@@ -33,6 +33,17 @@ import torch
 
 warnings.filterwarnings('ignore')
 
+
+def process_peak_mib() -> float:
+    """This process's own peak resident memory (VmHWM). ru_maxrss is not usable here: Linux keeps
+    it across exec, so a child started by a large parent would report the parent's peak."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 DEFAULT_SIZES = '224x224,512x512,576x960,800x1333'
 
 
@@ -199,7 +210,7 @@ def memory_worker(args):
     if args.device == 'cuda':
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak = process_peak_mib()
     print(json.dumps(dict(peak_mib=peak)))
 
 

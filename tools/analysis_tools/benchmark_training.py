@@ -27,6 +27,17 @@ warnings.filterwarnings('ignore')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+
+def process_peak_mib() -> float:
+    """This process's own peak resident memory (VmHWM). ru_maxrss is not usable here: Linux keeps
+    it across exec, so a child started by a large parent would report the parent's peak."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 SWIN_T = dict(_delete_=True, type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
               num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.2, out_indices=(0, 1, 2, 3),
               init_cfg=None)
@@ -48,7 +59,7 @@ def parse_size(text):
 def peak_mib(device):
     if device == 'cuda':
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return process_peak_mib()
 
 
 def detector_case(name, size, batch_size, repeat, device):
