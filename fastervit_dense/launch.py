@@ -55,6 +55,16 @@ def prepare_scope(cfg: Config):
     register_all_modules(init_default_scope=False)
 
 
+def build_model(cfg: Config):
+    """The config's model in its framework's scope, without ImageNet loading (for tools that load
+    trained weights themselves or need none)."""
+    from mmengine.registry import MODELS, init_default_scope
+    cfg.model.backbone.init_cfg = None
+    prepare_scope(cfg)
+    init_default_scope(cfg.default_scope)
+    return MODELS.build(cfg.model)
+
+
 def _init_cpu_process_group(cfg: Config):
     """mmengine's pytorch launcher calls ``torch.cuda.set_device`` unconditionally; on a machine
     without CUDA the kit starts the (gloo) process group itself, and the Runner then uses it."""

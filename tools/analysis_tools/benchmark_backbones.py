@@ -148,26 +148,6 @@ def interleaved_latency(models, x, dtype, device, repeat, warmup):
     return [statistics.median(t) for t in times]
 
 
-def count_macs(model, x):
-    """Multiply-accumulates of one forward (mmengine's counter, plus fused attention)."""
-    from mmengine.analysis import FlopAnalyzer
-
-    def sdpa_handle(inputs, outputs):
-        q_shape = inputs[0].type().sizes()
-        k_shape = inputs[1].type().sizes()
-        v_shape = inputs[2].type().sizes()
-        batch = 1
-        for s in q_shape[:-2]:
-            batch *= s
-        return batch * q_shape[-2] * k_shape[-2] * (q_shape[-1] + v_shape[-1])
-
-    analyzer = FlopAnalyzer(model, (x, ))
-    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_handle)
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    return analyzer.total()
-
-
 def matmul_rate(device, dtype):
     """FLOP/s of a 2048^3 matrix multiply on this machine (best of 3)."""
     n = 2048
@@ -245,6 +225,8 @@ def main(argv=None):
         raise SystemExit('--device cuda: no CUDA device is available here')
     from mmengine.utils import ProgressBar
 
+    from fastervit_dense.flops import count_macs
+
     dtype = getattr(torch, args.dtype)
     names = [n.strip() for n in args.backbones.split(',') if n.strip()]
     sizes = [parse_size(s) for s in args.sizes.split(',')]
@@ -271,7 +253,7 @@ def main(argv=None):
                           latency_ms=latencies[0] * 1e3,
                           images_per_s=args.batch_size / latencies[0], peers={})
             if not args.no_flops:
-                macs = count_macs(ours, x)
+                macs = count_macs(ours, (x, ))
                 record['gmacs'] = macs / 1e9
                 record['achieved_gflops'] = 2 * macs / latencies[0] / 1e9
                 record['achieved_fraction'] = 2 * macs / latencies[0] / rate

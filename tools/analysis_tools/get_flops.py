@@ -13,7 +13,7 @@ import torch
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from fastervit_dense.launch import load_config, prepare_scope  # noqa: E402
+from fastervit_dense.launch import build_model, load_config  # noqa: E402
 
 
 def main(argv=None):
@@ -24,13 +24,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     height, width = (args.shape * 2)[:2]
     cfg = load_config(args.config, args.cfg_options)
-    cfg.model.backbone.init_cfg = None
-    prepare_scope(cfg)
-    from mmengine.analysis import FlopAnalyzer, parameter_count
+    from mmengine.analysis import parameter_count
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.default_scope)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+
+    from fastervit_dense.flops import count_macs
+    model = revert_sync_batchnorm(build_model(cfg)).eval()
 
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
                 batch_input_shape=(height, width), scale_factor=(1.0, 1.0))
@@ -51,21 +49,7 @@ def main(argv=None):
         def forward(self, x):
             return self.model._forward(x, samples)
 
-    x = torch.randn(1, 3, height, width)
-
-    def sdpa(inputs, outputs):
-        q, k, v = (i.type().sizes() for i in inputs[:3])
-        batch = 1
-        for s in q[:-2]:
-            batch *= s
-        return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(Forward(model), (x, ))
-        analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa)
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        flops = analyzer.total()
+    flops = count_macs(Forward(model), (torch.randn(1, 3, height, width), ))
     params = parameter_count(model)['']
     split = '=' * 40
     print(f'{split}\nConfig: {args.config}\nInput shape: (3, {height}, {width})\n'

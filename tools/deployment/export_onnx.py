@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from fastervit_dense.launch import load_config, prepare_scope  # noqa: E402
+from fastervit_dense.launch import build_model, load_config  # noqa: E402
 
 
 class SegmentorLogits(torch.nn.Module):
@@ -34,15 +34,11 @@ class SegmentorLogits(torch.nn.Module):
 
 def build(config, checkpoint, what):
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
 
     from fastervit_dense import FastViT
     from fastervit_dense.checkpoint import extract_state_dict, load_checkpoint_file
     cfg = load_config(config)
-    cfg.model.backbone.init_cfg = None
-    prepare_scope(cfg)
-    init_default_scope(cfg.default_scope)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model = revert_sync_batchnorm(build_model(cfg))
     if checkpoint:
         model.load_state_dict(extract_state_dict(load_checkpoint_file(checkpoint)), strict=True)
     model.eval()

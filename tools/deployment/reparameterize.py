@@ -22,12 +22,10 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict,  # noqa: E402
                                         load_checkpoint_file)
-from fastervit_dense.launch import load_config, prepare_scope  # noqa: E402
+from fastervit_dense.launch import build_model, load_config  # noqa: E402
 
 
 def reparameterize(config: str, checkpoint: str, out: str) -> int:
-    from mmengine.registry import MODELS, init_default_scope
-
     from fastervit_dense import FastViT
     cfg = load_config(config)
     if cfg.model.backbone.get('type') != 'FastViT':
@@ -35,10 +33,7 @@ def reparameterize(config: str, checkpoint: str, out: str) -> int:
                               'FastViT backbones have branches to fuse')
     if cfg.model.backbone.get('deploy'):
         raise CheckpointError(f'{config} already sets deploy=True: give the training config')
-    cfg.model.backbone.init_cfg = None
-    prepare_scope(cfg)
-    init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     source = load_checkpoint_file(checkpoint)
     state_dict = extract_state_dict(source)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
