@@ -148,9 +148,8 @@ def load_pretrained(model: torch.nn.Module, path: str, kind: str, prefix: Option
                 f'was built with deploy={getattr(model, "deploy", False)}: set deploy={fused} '
                 '(fused weights are for inference only; train from unfused ones)')
 
-    from .converters import guess_arch, may_be_missing
-    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
-                  if k in own and v.shape != own[k].shape]
+    from .converters import compare_with_model, guess_arch
+    mismatched, required, unexpected = compare_with_model(state_dict, own, kind)
     if mismatched:
         listed = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:8])
         more = f' (and {len(mismatched) - 8} more)' if len(mismatched) > 8 else ''
@@ -165,14 +164,12 @@ def load_pretrained(model: torch.nn.Module, path: str, kind: str, prefix: Option
                               'checkpoint of this model? For a whole detector or segmentor pass '
                               "prefix='backbone.'")
     missing = [k for k in own if k not in state_dict and not k.endswith('num_batches_tracked')]
-    required = [k for k in missing if not may_be_missing(k, kind)]
     if required:
         guess = guess_arch(state_dict, kind)
         hint = f'; the weights look like arch {guess!r}' if guess else ''
         raise CheckpointError(f'{path}: the checkpoint lacks {len(required)} tensors of the '
                               f'{type(model).__name__} backbone ({_names(required, 6)}){hint}; is it '
                               'a checkpoint of another variant?')
-    unexpected = [k for k in state_dict if k not in own]
     model.load_state_dict(state_dict, strict=False)
     report = dict(loaded=len(loaded), missing=missing, unexpected=unexpected)
     print_log(f'{type(model).__name__}: loaded {len(loaded)} tensors from {path}; missing '

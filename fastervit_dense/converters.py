@@ -133,15 +133,25 @@ def _build_backbone(kind: str, arch: str, deploy: bool = False):
     return FastViT(arch, deploy=deploy)
 
 
+def compare_with_model(state_dict, own, kind: str):
+    """How checkpoint weights relate to a model's ``own`` state dict: ``(mismatched, required,
+    unexpected)``: tensors present in both with other shapes, as ``(key, checkpoint shape, model
+    shape)``; model tensors the checkpoint lacks that it should have (see :func:`may_be_missing`);
+    checkpoint tensors the model does not have."""
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+                  if k in own and v.shape != own[k].shape]
+    required = [k for k in own if k not in state_dict and not may_be_missing(k, kind)]
+    unexpected = [k for k in state_dict if k not in own]
+    return mismatched, required, unexpected
+
+
 def check_fits(state_dict, kind: str, arch: str, deploy: bool = False):
     """Raises :class:`CheckpointError` unless the converted weights fill ``arch`` exactly (apart from
     the per-output norms, which ImageNet models do not have). Returns the missing keys."""
     from .checkpoint import CheckpointError
     own = _build_backbone(kind, arch, deploy).state_dict()
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                  for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-    unexpected = [k for k in state_dict if k not in own]
-    missing = [k for k in own if k not in state_dict and not may_be_missing(k, kind)]
+    mismatched, missing, unexpected = compare_with_model(state_dict, own, kind)
+    mismatched = [f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched]
     if mismatched or unexpected or missing:
         guess = guess_arch(state_dict, kind)
         raise CheckpointError(
