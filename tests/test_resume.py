@@ -4,6 +4,7 @@ deterministic), with drop path and random augmentation on."""
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,9 +45,15 @@ def losses(work_dir):
     return found
 
 
-def train(work_dir, root, *extra):
-    """Starts tools/train.py; its output goes to a file (an unread pipe could block it)."""
-    command = [sys.executable, 'tools/train.py', SEG, '--work-dir', str(work_dir), *extra,
+def train(work_dir, root, *extra, processes=1):
+    """Starts tools/train.py, under torchrun when ``processes`` > 1; its output goes to a file (an
+    unread pipe could block it)."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ['-m', 'torch.distributed.run', f'--nproc_per_node={processes}',
+                     '--master_port=29541']
+        extra = ('--launcher', 'pytorch', *extra)
+    command = [*launcher, 'tools/train.py', SEG, '--work-dir', str(work_dir), *extra,
                *options(root, 6)]
     os.makedirs(work_dir, exist_ok=True)
     log = open(os.path.join(work_dir, 'stdout.log'), 'a')
@@ -63,6 +70,42 @@ def finish(process):
     return output
 
 
+def descendants(pid):
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own, so a
+    process-group kill would miss them)."""
+    parents = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                stat = open(f'/proc/{entry}/stat').read()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(')', 1)[1].split()[1]), []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(), [])
+        found += children
+        queue += children
+    return found
+
+
+def kill_after_checkpoint(process, work_dir, name='iter_3.pth'):
+    """Kills the run, every process of it at once as a crash would, once ``name`` is completely
+    written."""
+    marker = work_dir / 'last_checkpoint'  # written once the checkpoint is complete
+    deadline = time.time() + 600
+    while not (marker.exists() and marker.read_text().strip().endswith(name)) \
+            and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    for pid in [process.pid, *descendants(process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()
+    assert (work_dir / name).exists(), open(process.log_path).read()[-3000:]
+
+
 def test_killed_run_resumes_with_identical_losses(data, tmp_path):
     finish(train(tmp_path / 'whole', data))
     reference = losses(tmp_path / 'whole')
@@ -70,14 +113,7 @@ def test_killed_run_resumes_with_identical_losses(data, tmp_path):
 
     interrupted = train(tmp_path / 'interrupted', data)
     checkpoint = tmp_path / 'interrupted' / 'iter_3.pth'
-    marker = tmp_path / 'interrupted' / 'last_checkpoint'  # written once the checkpoint is complete
-    deadline = time.time() + 600
-    while not (marker.exists() and marker.read_text().strip().endswith('iter_3.pth')) \
-            and interrupted.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    interrupted.kill()
-    interrupted.wait()
-    assert checkpoint.exists()
+    kill_after_checkpoint(interrupted, tmp_path / 'interrupted')
     assert not (tmp_path / 'interrupted' / 'iter_6.pth').exists()
     import shutil
     saved = tmp_path / 'iter_3_copy.pth'  # the resumed run keeps only its newest checkpoint
@@ -98,3 +134,29 @@ def test_killed_run_resumes_with_identical_losses(data, tmp_path):
     torch.save(state, stripped)
     finish(train(tmp_path / 'control', data, '--resume', str(stripped)))
     assert losses(tmp_path / 'control')[4] != reference[4]
+
+
+def test_killed_torchrun_run_resumes_with_identical_losses(data, tmp_path):
+    """Two processes (torchrun, gloo) with a different seed per process: only the main process
+    writes checkpoints, so each process's generator states must reach it before it saves."""
+    seeds = ('randomness.diff_rank_seed=True',)
+    finish(train(tmp_path / 'whole', data, '--cfg-options', *seeds, processes=2))
+    reference = losses(tmp_path / 'whole')
+    assert sorted(reference) == [1, 2, 3, 4, 5, 6]
+
+    interrupted = train(tmp_path / 'interrupted', data, '--cfg-options', *seeds, processes=2)
+    checkpoint = tmp_path / 'interrupted' / 'iter_3.pth'
+    kill_after_checkpoint(interrupted, tmp_path / 'interrupted')
+    assert not (tmp_path / 'interrupted' / 'iter_6.pth').exists()
+    import torch
+    saved = torch.load(checkpoint, weights_only=True)['rng_states']
+    assert len(saved['ranks']) == 2
+    # The processes' states differ, so restoring the main one's everywhere would not do.
+    assert not torch.equal(saved['ranks'][0]['torch'], saved['ranks'][1]['torch'])
+
+    output = finish(train(tmp_path / 'interrupted', data, '--resume', str(checkpoint),
+                          '--cfg-options', *seeds, processes=2))
+    assert 'Advance dataloader 3 steps' in output
+    after = losses(tmp_path / 'interrupted')
+    for step in (4, 5, 6):
+        assert after[step] == reference[step], (step, after[step], reference[step])
