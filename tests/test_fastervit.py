@@ -197,6 +197,31 @@ def test_with_cp_gives_same_outputs_and_gradients():
         torch.testing.assert_close(grad, results[1][1][name], atol=1e-6, rtol=1e-4)
 
 
+def saved_for_backward(model, x):
+    """Storages autograd keeps from a forward pass: {data pointer: (bytes, shape)}."""
+    found = {}
+
+    def pack(t):
+        found[t.untyped_storage().data_ptr()] = (t.untyped_storage().nbytes(), tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return found
+
+
+def test_with_cp_keeps_only_checkpoint_inputs_for_backward():
+    x = torch.randn(2, 3, 224, 224)
+    plain = saved_for_backward(FasterViT(arch=TINY).train(), x)
+    checkpointed = saved_for_backward(FasterViT(arch=TINY, with_cp=True).train(), x)
+    plain_bytes = sum(b for b, _ in plain.values())
+    kept_bytes = sum(b for b, _ in checkpointed.values())
+    assert kept_bytes < 0.25 * plain_bytes, (kept_bytes, plain_bytes)
+    # The stem is checkpointed too: nothing at its stride-2 resolution is kept.
+    assert any(shape[-2:] == (112, 112) for _, shape in plain.values())
+    assert not any(112 in shape for _, shape in checkpointed.values()), checkpointed.values()
+
+
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_builds_from_each_registry(scope):
     import importlib

@@ -6,6 +6,12 @@ one warm-up step, then times ``--repeat`` training steps (forward, backward, opt
 generated images and reports the median and the process's peak resident memory (CPU) or CUDA's
 peak allocation.
 
+On CPU the with_cp comparison runs twice: with glibc's default allocator, which keeps much of the
+memory freed during the backward pass (so peak resident memory also counts freed tensors), and with
+``MALLOC_MMAP_THRESHOLD_=1048576``, which returns every tensor's memory when it is freed, so the
+peak is what the step holds at once, as CUDA's peak allocation measures it. Each record also gives
+the peak above the memory of the built model (libraries, weights, input).
+
     python tools/analysis_tools/benchmark_training.py [--size 512x512] [--batch-size 2]
         [--cp-size 1024x1024] [--repeat 2] [--out work_dirs/benchmarks]
 """
@@ -93,16 +99,33 @@ def detector_case(name, size, batch_size, repeat, device):
                 step_s=statistics.median(times), peak_mib=peak_mib(device))
 
 
-def checkpointing_case(with_cp, size, batch_size, device):
+def current_mib(device):
+    if device == 'cuda':
+        return torch.cuda.memory_allocated() / 2**20
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    return 0.
+
+
+#: CPU allocator settings for the with_cp comparison (environment of the measuring process).
+ALLOCATORS = {'glibc default': {}, 'glibc, freed memory returned': {'MALLOC_MMAP_THRESHOLD_': '1048576'}}
+
+
+def checkpointing_case(with_cp, size, batch_size, device, allocator=None):
     """Backbone training step (forward, backward) of FasterViT-0 at a large size."""
     from fastervit_dense import FasterViT
     model = FasterViT('0', with_cp=with_cp).to(device).train()
     x = torch.randn(batch_size, 3, *size, device=device)
+    before = current_mib(device)
     start = time.perf_counter()
     sum(o.float().square().mean() for o in model(x)).backward()
-    return dict(case=f'fastervit-0 backbone step, with_cp={with_cp}', size=f'{size[0]}x{size[1]}',
-                batch_size=batch_size, step_s=time.perf_counter() - start,
-                peak_mib=peak_mib(device))
+    peak = peak_mib(device)
+    name = f'fastervit-0 backbone step, with_cp={with_cp}'
+    return dict(case=name + (f' ({allocator})' if allocator else ''), size=f'{size[0]}x{size[1]}',
+                batch_size=batch_size, step_s=time.perf_counter() - start, peak_mib=peak,
+                above_model_mib=peak - before)
 
 
 def worker(job, device):
@@ -110,13 +133,15 @@ def worker(job, device):
         record = detector_case(job['name'], tuple(job['size']), job['batch_size'], job['repeat'],
                                device)
     else:
-        record = checkpointing_case(job['with_cp'], tuple(job['size']), job['batch_size'], device)
+        record = checkpointing_case(job['with_cp'], tuple(job['size']), job['batch_size'], device,
+                                    job.get('allocator'))
     print('RESULT ' + json.dumps(record))
 
 
 def spawn(job, device):
+    env = dict(os.environ, **ALLOCATORS.get(job.get('allocator'), {}))
     result = subprocess.run([sys.executable, osp.abspath(__file__), '--worker', json.dumps(job),
-                             '--device', device], capture_output=True, text=True, cwd=ROOT)
+                             '--device', device], capture_output=True, text=True, cwd=ROOT, env=env)
     lines = [l for l in result.stdout.splitlines() if l.startswith('RESULT ')]
     if result.returncode != 0 or not lines:
         return dict(job, error=(result.stderr.strip().splitlines() or ['failed'])[-1][:200])
@@ -139,12 +164,13 @@ def main(argv=None):
     size, cp_size = parse_size(args.size), parse_size(args.cp_size)
     jobs = [dict(kind='detector', name=name, size=size, batch_size=args.batch_size,
                  repeat=args.repeat) for name in CASES]
-    jobs += [dict(kind='checkpointing', with_cp=flag, size=cp_size, batch_size=args.batch_size)
-             for flag in (False, True)]
+    allocators = list(ALLOCATORS) if args.device == 'cpu' else [None]
+    jobs += [dict(kind='checkpointing', with_cp=flag, size=cp_size, batch_size=args.batch_size,
+                  allocator=allocator) for allocator in allocators for flag in (False, True)]
     records = []
     for i, job in enumerate(jobs, 1):
-        print(f'[{i}/{len(jobs)}] {job.get("name", "with_cp=%s" % job.get("with_cp"))} ...',
-              flush=True)
+        label = job.get('name') or f'with_cp={job["with_cp"]}, {job["allocator"] or args.device}'
+        print(f'[{i}/{len(jobs)}] {label} ...', flush=True)
         records.append(spawn(job, args.device))
     by_case = {r.get('case'): r for r in records}
     ratios = {}
@@ -152,17 +178,23 @@ def main(argv=None):
         ours, swin = by_case.get(f'{algo}/fastervit-0'), by_case.get(f'{algo}/swin-t')
         if ours and swin and 'step_s' in ours and 'step_s' in swin:
             ratios[f'{algo} step time, FasterViT-0 / Swin-T'] = ours['step_s'] / swin['step_s']
-    plain = by_case.get('fastervit-0 backbone step, with_cp=False')
-    cp = by_case.get('fastervit-0 backbone step, with_cp=True')
-    if plain and cp and 'peak_mib' in plain and 'peak_mib' in cp:
-        ratios['peak memory, with_cp / without'] = cp['peak_mib'] / plain['peak_mib']
-    lines = ['| case | size | batch | step s | peak MiB |', '|---|---|---|---|---|']
+    for allocator in allocators:
+        suffix = f' ({allocator})' if allocator else ''
+        plain = by_case.get(f'fastervit-0 backbone step, with_cp=False{suffix}')
+        cp = by_case.get(f'fastervit-0 backbone step, with_cp=True{suffix}')
+        if plain and cp and 'peak_mib' in plain and 'peak_mib' in cp:
+            ratios[f'peak memory, with_cp / without{suffix}'] = cp['peak_mib'] / plain['peak_mib']
+            ratios[f'peak memory above the built model, with_cp / without{suffix}'] = (
+                cp['above_model_mib'] / plain['above_model_mib'])
+    lines = ['| case | size | batch | step s | peak MiB | above model MiB |',
+             '|---|---|---|---|---|---|']
     for r in records:
         if 'error' in r:
-            lines.append(f'| {r.get("name", r.get("kind"))} | - | - | error: {r["error"]} | - |')
+            lines.append(f'| {r.get("name", r.get("kind"))} | - | - | error: {r["error"]} | - | - |')
         else:
+            above = r.get('above_model_mib')
             lines.append(f'| {r["case"]} | {r["size"]} | {r["batch_size"]} | {r["step_s"]:.2f} | '
-                         f'{r["peak_mib"]:.0f} |')
+                         f'{r["peak_mib"]:.0f} | {"-" if above is None else f"{above:.0f}"} |')
     lines += [''] + [f'- {k}: {v:.2f}' for k, v in ratios.items()]
     table = '\n'.join(lines) + '\n'
     os.makedirs(args.out, exist_ok=True)
