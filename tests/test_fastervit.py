@@ -262,3 +262,78 @@ def test_bad_input_tensors_are_named(x, error, text):
 def test_bad_arguments_fail_at_construction(kwargs, text):
     with pytest.raises(ValueError, match=text):
         FasterViT(**kwargs)
+
+
+def test_batchnorm_folding_matches_separate_layers_with_gradients():
+    """With running statistics in use, conv+BN run as one folded convolution: same outputs and the
+    same gradients (also to the BatchNorm's affine parameters) as the two layers applied in turn."""
+    from fastervit_dense.models.fastervit import ConvBlock, Stem
+    torch.manual_seed(0)
+    for module in (ConvBlock(16), Stem(3, 8, 16)):
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+                torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+        module.eval()
+        x = torch.randn(2, module.conv_down[0].in_channels if isinstance(module, Stem) else 16,
+                        20, 28)
+        if isinstance(module, Stem):
+            layers = module.conv_down
+            reference = lambda: layers[5](layers[4](layers[3](layers[2](layers[1](layers[0](x))))))
+        else:
+            b = module
+            reference = lambda: x + b.norm2(b.conv2(b.act1(b.norm1(b.conv1(x)))))
+        results = []
+        for run in (lambda: module(x), reference):
+            module.zero_grad()
+            out = run()
+            out.square().sum().backward()
+            results.append((out.detach(), {n: p.grad.clone() for n, p in module.named_parameters()}))
+        torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+        for name, grad in results[1][1].items():
+            torch.testing.assert_close(results[0][1][name], grad, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_layers_run_only_when_they_use_batch_statistics():
+    model = tiny()
+    calls = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        model.eval()(x)
+        assert not calls  # folded into the convolutions
+        model.train()(x)
+    assert len(calls) == 2 + 2 * sum(TINY['depths'][:2])  # stem and conv blocks
+
+
+def test_outputs_are_contiguous_whatever_the_input_memory_format():
+    model = tiny().eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        plain = model(x)
+        from_channels_last = model(x.contiguous(memory_format=torch.channels_last))
+    for a, b in zip(plain, from_channels_last):
+        assert a.is_contiguous() and b.is_contiguous()
+        torch.testing.assert_close(a, b)
+
+
+def test_short_sequence_attention_on_cpu_matches_the_fused_kernel(monkeypatch):
+    from fastervit_dense.models import fastervit
+    from fastervit_dense.models.fastervit import WindowAttention
+    torch.manual_seed(0)
+    attention = WindowAttention(32, 4)
+    x = torch.randn(6, 4 + 25, 32)
+    prefix_bias = torch.tensor(-0.7)
+    outputs = []
+    for threshold in (64, 0):  # 64: matrix products (29 tokens); 0: the fused kernel
+        monkeypatch.setattr(fastervit, '_SMALL_ATTENTION', threshold)
+        attention.zero_grad()
+        out = attention(x, 5, 5, num_prefix=4, prefix_bias=prefix_bias)
+        out.square().sum().backward()
+        outputs.append((out.detach(), attention.qkv.weight.grad.clone()))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-4, atol=1e-5)

@@ -56,6 +56,8 @@ FASTERVIT_ARCHS: Dict[str, dict] = {
 _ARCH_KEYS = ('depths', 'num_heads', 'window_size', 'ct_size', 'dim', 'in_dim', 'mlp_ratio', 'hat',
               'layer_scale', 'propagation', 'drop_path_rate')
 _NUM_STAGES = 4
+#: Sequence length up to which attention on CPU uses matrix products rather than the fused kernel.
+_SMALL_ATTENTION = 64
 
 
 def run_checkpointed(module: nn.Module, *args, enabled: bool):
@@ -68,11 +70,26 @@ def run_checkpointed(module: nn.Module, *args, enabled: bool):
     return module(*args)
 
 
+def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn(conv(x))``. When ``bn`` uses its running statistics (evaluation, or ``norm_eval``) the
+    BatchNorm is folded into the convolution's weights for this call, which saves a pass over the
+    map; the result is the same to float rounding, gradients reach every parameter, and nothing is
+    stored."""
+    if bn.training:
+        return bn(conv(x))
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias, conv.stride, conv.padding,
+                    conv.dilation, conv.groups)
+
+
 class Stem(nn.Module):
     """Two stride-2 3x3 convolutions with BatchNorm (eps 1e-4) and ReLU: stride 4.
 
     The ReLUs work in place (BatchNorm's backward needs its input, not its output), which saves a
-    full-resolution map per ReLU in training.
+    full-resolution map per ReLU in training; the ``conv_down`` indices match the published weights.
     """
 
     def __init__(self, in_channels: int, in_dim: int, dim: int):
@@ -83,7 +100,9 @@ class Stem(nn.Module):
             nn.BatchNorm2d(dim, eps=1e-4), nn.ReLU(inplace=True))
 
     def forward(self, x):
-        return self.conv_down(x)
+        layers = self.conv_down
+        x = F.relu(conv_bn(x, layers[0], layers[1]), inplace=True)
+        return F.relu(conv_bn(x, layers[3], layers[4]), inplace=True)
 
 
 class Downsample(nn.Module):
@@ -115,7 +134,7 @@ class ConvBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x):
-        y = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        y = conv_bn(self.act1(conv_bn(x, self.conv1, self.norm1)), self.conv2, self.norm2)
         if self.gamma is not None:
             y = y * self.gamma.view(1, -1, 1, 1)
         return x + self.drop_path(y)
@@ -151,9 +170,14 @@ class WindowAttention(nn.Module):
                 key_bias = torch.zeros_like(bias[:1, :1])
                 key_bias[..., :num_prefix] = 1
                 bias = bias + key_bias * prefix_bias
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype).unsqueeze(0),
-            dropout_p=self.attn_drop if self.training else 0.)
+        bias = bias.to(q.dtype).unsqueeze(0)
+        dropout = self.attn_drop if self.training else 0.
+        if x.device.type == 'cpu' and num_tokens <= _SMALL_ATTENTION:
+            # On CPUs the fused kernel is slower than plain matrix products for short sequences.
+            logits = torch.matmul(q * q.shape[-1]**-0.5, k.transpose(-2, -1)) + bias
+            x = torch.matmul(F.dropout(logits.softmax(-1), dropout, self.training), v)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
         x = self.proj(x.transpose(1, 2).reshape(batch, num_tokens, channels))
         return self.proj_drop(x)
 
@@ -485,12 +509,17 @@ class FasterViT(DenseBackbone):
     # ------------------------------------------------------------------ forward
     def forward(self, x):
         self._check_input(x)
+        # The convolutional part runs in channels-last memory order, which oneDNN and cuDNN
+        # convolve faster and from which the windows of stages 3-4 are gathered with fewer strides.
+        # Outputs are returned in the usual contiguous order for necks and compiled ops.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = run_checkpointed(self.patch_embed, x, enabled=self.with_cp)
         outs = []
         for i, level in enumerate(self.levels):
             x = level(x)
             if i in self.out_indices:
-                outs.append(run_checkpointed(getattr(self, f'out_norm{i}'), x, enabled=self.with_cp))
+                out = run_checkpointed(getattr(self, f'out_norm{i}'), x, enabled=self.with_cp)
+                outs.append(out.contiguous())
             if level.downsample is not None:
                 x = run_checkpointed(level.downsample, x, enabled=self.with_cp)
         return tuple(outs)
