@@ -199,8 +199,15 @@ def window_sizes(args):
 
 
 # ------------------------------------------------------------------------------ report
+def allocator_settings() -> dict:
+    """glibc allocator settings in effect: on CPU they decide whether large freed tensors go back to
+    the kernel, whose zeroing of fresh pages then costs about a tenth of a forward pass."""
+    return {k: v for k, v in os.environ.items() if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
+
+
 def markdown(records, rate):
-    lines = [f'Matrix-multiply rate: {rate / 1e9:.0f} GFLOP/s', '',
+    allocator = ', '.join(f'{k}={v}' for k, v in allocator_settings().items()) or 'glibc defaults'
+    lines = [f'Matrix-multiply rate: {rate / 1e9:.0f} GFLOP/s; allocator: {allocator}', '',
              '| backbone | size | latency ms | img/s | GMACs | achieved / matmul | peak MiB | '
              'peers (latency ms, ours/peer) |', '|---|---|---|---|---|---|---|---|']
     for r in records:
@@ -270,7 +277,8 @@ def main(argv=None):
             progress.update()
     print()
     os.makedirs(args.out, exist_ok=True)
-    result = dict(matmul_gflops=rate / 1e9, command=' '.join(sys.argv), records=records)
+    result = dict(matmul_gflops=rate / 1e9, command=' '.join(sys.argv),
+                  allocator=allocator_settings(), records=records)
     with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
         json.dump(result, f, indent=2)
     table = markdown(records, rate)
