@@ -337,3 +337,21 @@ def test_short_sequence_attention_on_cpu_matches_the_fused_kernel(monkeypatch):
         outputs.append((out.detach(), attention.qkv.weight.grad.clone()))
     torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-4, atol=1e-5)
+
+
+def test_gelu_works_in_place_only_when_no_gradient_is_recorded():
+    from fastervit_dense.models.fastervit import GELU
+    x = torch.randn(4, 7, 16)
+    expected = torch.nn.functional.gelu(x)
+    with torch.no_grad():
+        y = x.clone()
+        out = GELU()(y)
+    assert out.data_ptr() == y.data_ptr()  # no fresh output in inference
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    leaf = x.clone().requires_grad_()
+    out = GELU()(leaf)
+    assert out.data_ptr() != leaf.data_ptr()
+    out.sum().backward()
+    reference = x.clone().requires_grad_()
+    torch.nn.functional.gelu(reference).sum().backward()
+    torch.testing.assert_close(leaf.grad, reference.grad)

@@ -70,6 +70,16 @@ def run_checkpointed(module: nn.Module, *args, enabled: bool):
     return module(*args)
 
 
+class GELU(nn.GELU):
+    """Exact GELU that works in place when no gradient is being recorded (inference), sparing a
+    fresh output as large as the MLP's hidden layer; otherwise :class:`torch.nn.GELU`."""
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad or torch.jit.is_tracing():
+            return super().forward(x)
+        return torch.ops.aten.gelu_(x)
+
+
 def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """``bn(conv(x))``. When ``bn`` uses its running statistics (evaluation, or ``norm_eval``) the
     BatchNorm is folded into the convolution's weights for this call, which saves a pass over the
@@ -124,7 +134,7 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
         self.norm1 = nn.BatchNorm2d(dim, eps=1e-5)
-        self.act1 = nn.GELU()
+        self.act1 = GELU()
         self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
         self.norm2 = nn.BatchNorm2d(dim, eps=1e-5)
         if layer_scale is not None:
@@ -211,7 +221,7 @@ class HATBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, hidden, act_layer=nn.GELU, drop=drop)
+        self.mlp = Mlp(dim, hidden, act_layer=GELU, drop=drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.gamma3 = _layer_scale(dim, layer_scale)
         self.gamma4 = _layer_scale(dim, layer_scale)
@@ -220,7 +230,7 @@ class HATBlock(nn.Module):
             self.hat_norm1 = nn.LayerNorm(dim)
             self.hat_attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
             self.hat_norm2 = nn.LayerNorm(dim)
-            self.hat_mlp = Mlp(dim, hidden, act_layer=nn.GELU, drop=drop)
+            self.hat_mlp = Mlp(dim, hidden, act_layer=GELU, drop=drop)
             self.hat_drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
             self.gamma1 = _layer_scale(dim, layer_scale)
             self.gamma2 = _layer_scale(dim, layer_scale)
