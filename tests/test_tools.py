@@ -152,3 +152,18 @@ def test_reparameterize_refuses_a_fasterVit_config(tmp_path):
     assert result.returncode == 1
     assert "the backbone is 'FasterViT'; only FastViT backbones have branches to fuse" in result.stderr
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
+    out = tmp_path / 'bench'
+    output = run('tools/analysis_tools/benchmark_backbones.py', '--backbones', 'fastervit-0',
+                 '--sizes', '64x96', '--repeat', '1', '--warmup', '0', '--peers', 'official',
+                 '--out', out)
+    assert 'fastervit-0 | 64x96' in output
+    result = json.loads((out / 'benchmark.json').read_text())
+    [record] = result['records']
+    assert record['latency_ms'] > 0 and record['matmul_gflops'] > 0 and record['gmacs'] > 0
+    assert 0 < record['achieved_fraction'] == pytest.approx(
+        2 * record['gmacs'] * 1e9 / (record['latency_ms'] / 1e3) / (record['matmul_gflops'] * 1e9))
+    assert record['peers']['official']['ratio'] > 0
+    assert record['peak_mib'] > 100  # a fresh process's resident peak, libraries included

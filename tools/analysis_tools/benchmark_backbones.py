@@ -3,7 +3,9 @@
 For each backbone and input size it measures, in one run:
   * forward latency (median of --repeat timed calls after --warmup), images per second;
   * FLOPs (mmengine's counter, in multiply-accumulates, with fused attention counted) and the
-    achieved rate next to this machine's measured float32 matrix-multiply rate;
+    achieved rate next to this machine's float32 matrix-multiply rate, measured in the same rounds
+    as the models (a 2048^3 matmul timed in alternation with them), so a slow spell of the machine
+    slows both;
   * peak memory: CUDA's peak allocation, or on CPU the peak resident memory of a fresh process that
     builds the model and runs it (so cases do not inherit each other's peaks);
   * the peers: the official ``fastervit`` any-res model built for each size (recording sizes where it
@@ -148,20 +150,22 @@ def interleaved_latency(models, x, dtype, device, repeat, warmup):
     return [statistics.median(t) for t in times]
 
 
-def matmul_rate(device, dtype):
-    """FLOP/s of a 2048^3 matrix multiply on this machine (best of 3)."""
-    n = 2048
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    torch.matmul(a, b)
-    best = float('inf')
-    for _ in range(3):
-        sync(device)
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+class MatmulProbe(torch.nn.Module):
+    """Times like a model in :func:`interleaved_latency`: one float32 2048^3 matrix multiply."""
+
+    size = 2048
+
+    def __init__(self, device):
+        super().__init__()
+        self.a = torch.randn(self.size, self.size, device=device)
+        self.b = torch.randn(self.size, self.size, device=device)
+
+    def forward(self, x):
+        with torch.autocast(self.a.device.type, enabled=False):
+            return torch.matmul(self.a, self.b)
+
+    def rate(self, seconds: float) -> float:
+        return 2 * self.size**3 / seconds
 
 
 def peak_memory(args, name, size, extra):
@@ -205,9 +209,11 @@ def allocator_settings() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
 
 
-def markdown(records, rate):
+def markdown(records):
     allocator = ', '.join(f'{k}={v}' for k, v in allocator_settings().items()) or 'glibc defaults'
-    lines = [f'Matrix-multiply rate: {rate / 1e9:.0f} GFLOP/s; allocator: {allocator}', '',
+    rates = [r['matmul_gflops'] for r in records]
+    lines = [f'Matrix-multiply rate (measured with each case): {min(rates):.0f}-{max(rates):.0f} '
+             f'GFLOP/s; allocator: {allocator}', '',
              '| backbone | size | latency ms | img/s | GMACs | achieved / matmul | peak MiB | '
              'peers (latency ms, ours/peer) |', '|---|---|---|---|---|---|---|---|']
     for r in records:
@@ -238,7 +244,7 @@ def main(argv=None):
     names = [n.strip() for n in args.backbones.split(',') if n.strip()]
     sizes = [parse_size(s) for s in args.sizes.split(',')]
     wanted = set(args.peers.split(','))
-    rate = matmul_rate(args.device, torch.float32)
+    probe = MatmulProbe(args.device)
     records = []
     progress = ProgressBar(len(names) * len(sizes))
     for name in names:
@@ -253,12 +259,14 @@ def main(argv=None):
                     peer_models.append((label, peer_name, extra, peer))
                 except Exception as error:  # a peer that cannot run this size is a result
                     peer_errors[label] = dict(error=f'cannot run: {str(error).splitlines()[0][:80]}')
-            latencies = interleaved_latency([ours] + [p[3] for p in peer_models], x, dtype,
-                                            args.device, args.repeat, args.warmup)
+            latencies = interleaved_latency([ours] + [p[3] for p in peer_models] + [probe], x,
+                                            dtype, args.device, args.repeat, args.warmup)
+            rate = probe.rate(latencies.pop())
             record = dict(backbone=name, size=f'{size[0]}x{size[1]}', batch_size=args.batch_size,
                           dtype=args.dtype, device=args.device, threads=torch.get_num_threads(),
                           latency_ms=latencies[0] * 1e3,
-                          images_per_s=args.batch_size / latencies[0], peers={})
+                          images_per_s=args.batch_size / latencies[0],
+                          matmul_gflops=rate / 1e9, peers={})
             if not args.no_flops:
                 macs = count_macs(ours, (x, ))
                 record['gmacs'] = macs / 1e9
@@ -277,11 +285,11 @@ def main(argv=None):
             progress.update()
     print()
     os.makedirs(args.out, exist_ok=True)
-    result = dict(matmul_gflops=rate / 1e9, command=' '.join(sys.argv),
+    result = dict(command=' '.join(sys.argv),
                   allocator=allocator_settings(), records=records)
     with open(osp.join(args.out, 'benchmark.json'), 'w') as f:
         json.dump(result, f, indent=2)
-    table = markdown(records, rate)
+    table = markdown(records)
     with open(osp.join(args.out, 'benchmark.md'), 'w') as f:
         f.write(table)
     print(table)
