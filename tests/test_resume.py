@@ -9,18 +9,9 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    from fastervit_dense.synthetic import make_datasets
-    root = tmp_path_factory.mktemp('data')
-    make_datasets(str(root), num_train=8, num_val=2, seed=5, size_range=(128, 200))
-    return root
 
 
 def options(root, iters):
@@ -106,12 +97,12 @@ def kill_after_checkpoint(process, work_dir, name='iter_3.pth'):
     assert (work_dir / name).exists(), open(process.log_path).read()[-3000:]
 
 
-def test_killed_run_resumes_with_identical_losses(data, tmp_path):
-    finish(train(tmp_path / 'whole', data))
+def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path):
+    finish(train(tmp_path / 'whole', tiny_data))
     reference = losses(tmp_path / 'whole')
     assert sorted(reference) == [1, 2, 3, 4, 5, 6]
 
-    interrupted = train(tmp_path / 'interrupted', data)
+    interrupted = train(tmp_path / 'interrupted', tiny_data)
     checkpoint = tmp_path / 'interrupted' / 'iter_3.pth'
     kill_after_checkpoint(interrupted, tmp_path / 'interrupted')
     assert not (tmp_path / 'interrupted' / 'iter_6.pth').exists()
@@ -119,7 +110,7 @@ def test_killed_run_resumes_with_identical_losses(data, tmp_path):
     saved = tmp_path / 'iter_3_copy.pth'  # the resumed run keeps only its newest checkpoint
     shutil.copy(checkpoint, saved)
 
-    output = finish(train(tmp_path / 'interrupted', data, '--resume', str(checkpoint)))
+    output = finish(train(tmp_path / 'interrupted', tiny_data, '--resume', str(checkpoint)))
     assert 'Advance dataloader 3 steps' in output
     after = losses(tmp_path / 'interrupted')
     for step in (4, 5, 6):
@@ -132,19 +123,19 @@ def test_killed_run_resumes_with_identical_losses(data, tmp_path):
     state = torch.load(saved, weights_only=True)
     del state['rng_states']
     torch.save(state, stripped)
-    finish(train(tmp_path / 'control', data, '--resume', str(stripped)))
+    finish(train(tmp_path / 'control', tiny_data, '--resume', str(stripped)))
     assert losses(tmp_path / 'control')[4] != reference[4]
 
 
-def test_killed_torchrun_run_resumes_with_identical_losses(data, tmp_path):
+def test_killed_torchrun_run_resumes_with_identical_losses(tiny_data, tmp_path):
     """Two processes (torchrun, gloo) with a different seed per process: only the main process
     writes checkpoints, so each process's generator states must reach it before it saves."""
     seeds = ('randomness.diff_rank_seed=True',)
-    finish(train(tmp_path / 'whole', data, '--cfg-options', *seeds, processes=2))
+    finish(train(tmp_path / 'whole', tiny_data, '--cfg-options', *seeds, processes=2))
     reference = losses(tmp_path / 'whole')
     assert sorted(reference) == [1, 2, 3, 4, 5, 6]
 
-    interrupted = train(tmp_path / 'interrupted', data, '--cfg-options', *seeds, processes=2)
+    interrupted = train(tmp_path / 'interrupted', tiny_data, '--cfg-options', *seeds, processes=2)
     checkpoint = tmp_path / 'interrupted' / 'iter_3.pth'
     kill_after_checkpoint(interrupted, tmp_path / 'interrupted')
     assert not (tmp_path / 'interrupted' / 'iter_6.pth').exists()
@@ -154,7 +145,7 @@ def test_killed_torchrun_run_resumes_with_identical_losses(data, tmp_path):
     # The processes' states differ, so restoring the main one's everywhere would not do.
     assert not torch.equal(saved['ranks'][0]['torch'], saved['ranks'][1]['torch'])
 
-    output = finish(train(tmp_path / 'interrupted', data, '--resume', str(checkpoint),
+    output = finish(train(tmp_path / 'interrupted', tiny_data, '--resume', str(checkpoint),
                           '--cfg-options', *seeds, processes=2))
     assert 'Advance dataloader 3 steps' in output
     after = losses(tmp_path / 'interrupted')

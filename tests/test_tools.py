@@ -19,14 +19,6 @@ def run(*args, timeout=900, env=None):
     return result.stdout + result.stderr
 
 
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    from fastervit_dense.synthetic import make_datasets
-    root = tmp_path_factory.mktemp('data')
-    make_datasets(str(root), num_train=8, num_val=4, seed=3, size_range=(128, 200))
-    return root
-
-
 def data_options(root, kind):
     if kind == 'det':
         data_root = f'{root}/coco/'

@@ -75,7 +75,7 @@ class GELU(nn.GELU):
     fresh output as large as the MLP's hidden layer; otherwise :class:`torch.nn.GELU`."""
 
     def forward(self, x):
-        if torch.is_grad_enabled() and x.requires_grad or torch.jit.is_tracing():
+        if (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
             return super().forward(x)
         return torch.ops.aten.gelu_(x)
 
@@ -111,8 +111,8 @@ class Stem(nn.Module):
 
     def forward(self, x):
         layers = self.conv_down
-        x = F.relu(conv_bn(x, layers[0], layers[1]), inplace=True)
-        return F.relu(conv_bn(x, layers[3], layers[4]), inplace=True)
+        x = layers[2](conv_bn(x, layers[0], layers[1]))
+        return layers[5](conv_bn(x, layers[3], layers[4]))
 
 
 class Downsample(nn.Module):

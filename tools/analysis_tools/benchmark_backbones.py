@@ -36,14 +36,17 @@ import torch
 warnings.filterwarnings('ignore')
 
 
-def process_peak_mib() -> float:
-    """This process's own peak resident memory (VmHWM). ru_maxrss is not usable here: Linux keeps
-    it across exec, so a child started by a large parent would report the parent's peak."""
+def process_memory_mib(field: str = 'VmHWM') -> float:
+    """This process's own resident memory from /proc: its peak (``VmHWM``) or current size
+    (``VmRSS``). ru_maxrss is not usable for the peak: Linux keeps it across exec, so a child started
+    by a large parent would report the parent's peak."""
     with open('/proc/self/status') as f:
         for line in f:
-            if line.startswith('VmHWM:'):
+            if line.startswith(field + ':'):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if field == 'VmHWM':
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise RuntimeError(f'/proc/self/status has no {field}')
 
 
 DEFAULT_SIZES = '224x224,512x512,576x960,800x1333'
@@ -194,7 +197,7 @@ def memory_worker(args):
     if args.device == 'cuda':
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = process_peak_mib()
+        peak = process_memory_mib()
     print(json.dumps(dict(peak_mib=peak)))
 
 

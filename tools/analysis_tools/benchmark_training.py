@@ -20,7 +20,6 @@ import copy
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,16 +31,8 @@ import torch
 warnings.filterwarnings('ignore')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
-
-
-def process_peak_mib() -> float:
-    """This process's own peak resident memory (VmHWM). ru_maxrss is not usable here: Linux keeps
-    it across exec, so a child started by a large parent would report the parent's peak."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark_backbones import parse_size, process_memory_mib  # noqa: E402
 
 
 SWIN_T = dict(_delete_=True, type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
@@ -57,15 +48,10 @@ CASES = {
 }
 
 
-def parse_size(text):
-    height, width = (int(v) for v in text.lower().split('x'))
-    return height, width
-
-
 def peak_mib(device):
     if device == 'cuda':
         return torch.cuda.max_memory_allocated() / 2**20
-    return process_peak_mib()
+    return process_memory_mib('VmHWM')
 
 
 def detector_case(name, size, batch_size, repeat, device):
@@ -102,15 +88,16 @@ def detector_case(name, size, batch_size, repeat, device):
 def current_mib(device):
     if device == 'cuda':
         return torch.cuda.memory_allocated() / 2**20
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    return 0.
+    return process_memory_mib('VmRSS')
 
 
 #: CPU allocator settings for the with_cp comparison (environment of the measuring process).
-ALLOCATORS = {'glibc default': {}, 'glibc, freed memory returned': {'MALLOC_MMAP_THRESHOLD_': '1048576'}}
+ALLOCATORS = {'glibc default': {},
+              'glibc, freed memory returned': {'MALLOC_MMAP_THRESHOLD_': '1048576'}}
+
+
+def checkpointing_name(with_cp, allocator=None):
+    return f'fastervit-0 backbone step, with_cp={with_cp}' + (f' ({allocator})' if allocator else '')
 
 
 def checkpointing_case(with_cp, size, batch_size, device, allocator=None):
@@ -122,8 +109,7 @@ def checkpointing_case(with_cp, size, batch_size, device, allocator=None):
     start = time.perf_counter()
     sum(o.float().square().mean() for o in model(x)).backward()
     peak = peak_mib(device)
-    name = f'fastervit-0 backbone step, with_cp={with_cp}'
-    return dict(case=name + (f' ({allocator})' if allocator else ''), size=f'{size[0]}x{size[1]}',
+    return dict(case=checkpointing_name(with_cp, allocator), size=f'{size[0]}x{size[1]}',
                 batch_size=batch_size, step_s=time.perf_counter() - start, peak_mib=peak,
                 above_model_mib=peak - before)
 
@@ -180,8 +166,8 @@ def main(argv=None):
             ratios[f'{algo} step time, FasterViT-0 / Swin-T'] = ours['step_s'] / swin['step_s']
     for allocator in allocators:
         suffix = f' ({allocator})' if allocator else ''
-        plain = by_case.get(f'fastervit-0 backbone step, with_cp=False{suffix}')
-        cp = by_case.get(f'fastervit-0 backbone step, with_cp=True{suffix}')
+        plain = by_case.get(checkpointing_name(False, allocator))
+        cp = by_case.get(checkpointing_name(True, allocator))
         if plain and cp and 'peak_mib' in plain and 'peak_mib' in cp:
             ratios[f'peak memory, with_cp / without{suffix}'] = cp['peak_mib'] / plain['peak_mib']
             ratios[f'peak memory above the built model, with_cp / without{suffix}'] = (
