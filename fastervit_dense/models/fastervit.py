@@ -292,8 +292,13 @@ class CarrierTokenizer(nn.Module):
                                         device=x.device)
         pool_w = carrier_pooling_matrix(n_w, self.window_size, self.ct_size, dtype=x.dtype,
                                         device=x.device)
-        pooled = torch.matmul(torch.matmul(pool_h, x), pool_w.transpose(0, 1))
-        return pooled.flatten(2).transpose(1, 2)
+        # Pool in (B, H, W, C) order, a view of the channels-last map: two matrix products with
+        # no layout copies, and the cells come out row-major with channels last, i.e. as tokens.
+        batch, channels, height, width = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(batch, height, width * channels)
+        pooled = torch.matmul(pool_h, rows)
+        pooled = torch.matmul(pool_w, pooled.reshape(-1, width, channels))
+        return pooled.reshape(batch, -1, channels)
 
 
 class FasterViTStage(nn.Module):
