@@ -42,7 +42,11 @@ class RelativePositionBias(nn.Module):
                                            offsets_w / _at_least_one(grid_w - 1), indexing='ij'),
                             dim=-1) * 8
         table = torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
-        bias_table = self.cpb_mlp(table.to(weight.dtype)).reshape(-1, self.num_heads)
+        # The squashing is elementwise, so it runs on the table of distinct offsets before the
+        # gather; gathering along the offsets of the (heads, offsets) table yields (heads, N, N)
+        # in order.
+        bias_table = 16 * torch.sigmoid(self.cpb_mlp(table.to(weight.dtype)))
+        bias_table = bias_table.reshape(-1, self.num_heads).transpose(0, 1).contiguous()
 
         coords = torch.stack(torch.meshgrid(torch.arange(grid_h, device=device),
                                             torch.arange(grid_w, device=device), indexing='ij'))
@@ -50,8 +54,8 @@ class RelativePositionBias(nn.Module):
         relative = coords[:, :, None] - coords[:, None, :]
         index = (relative[0] + grid_h - 1) * (2 * grid_w - 1) + (relative[1] + grid_w - 1)
         num_tokens = coords.shape[1]
-        bias = bias_table[index.reshape(-1)].reshape(num_tokens, num_tokens, self.num_heads)
-        return 16 * torch.sigmoid(bias.permute(2, 0, 1))
+        bias = torch.index_select(bias_table, 1, index.reshape(-1))
+        return bias.reshape(self.num_heads, num_tokens, num_tokens)
 
 
 class PositionEmbeddingMLP(nn.Module):
