@@ -161,13 +161,15 @@ def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
     assert record['peak_mib'] > 100  # a fresh process's resident peak, libraries included
 
 
-def test_training_benchmark_measures_with_cp_memory_above_the_libraries():
+@pytest.mark.parametrize('setting', [None, 'glibc default, gradients allocated first'])
+def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting):
     """The with_cp case of the training benchmark, at a small size: it reports the step's resident
     peak and the training memory above the libraries, which holds at least the model's weights and
     their gradients (FasterViT-0: 30.9 M parameters, 118 MiB each) and is less than the peak."""
-    job = dict(kind='checkpointing', with_cp=True, size=[64, 64], batch_size=1)
+    job = dict(kind='checkpointing', with_cp=True, size=[64, 64], batch_size=1, setting=setting)
     output = run('tools/analysis_tools/benchmark_training.py', '--worker', json.dumps(job))
     record = json.loads(output.split('RESULT ', 1)[1].splitlines()[0])
-    assert record['case'] == 'fastervit-0 backbone step, with_cp=True'
+    suffix = f' ({setting})' if setting else ''
+    assert record['case'] == 'fastervit-0 backbone step, with_cp=True' + suffix
     assert 2 * 117 < record['training_mib'] < record['peak_mib']
     assert record['step_s'] > 0

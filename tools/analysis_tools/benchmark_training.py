@@ -6,15 +6,16 @@ one warm-up step, then times ``--repeat`` training steps (forward, backward, opt
 generated images and reports the median and the process's peak resident memory (CPU) or CUDA's
 peak allocation.
 
-On CPU the with_cp comparison runs under three glibc allocator settings (environment of the
-measuring process): the defaults, which keep much of the memory freed during the backward pass in
-fragments (so the peak resident memory also counts freed tensors); ``MALLOC_MMAP_THRESHOLD_=1048576``,
-which returns every tensor's memory when it is freed, so the peak is what the step holds at once, as
-CUDA's peak allocation measures it; and a padded heap that keeps freed memory for reuse
-(``MALLOC_TOP_PAD_``, fixed mmap threshold), which spares the kernel's zeroing of fresh pages: faster
-steps, more memory. Each record also gives the training memory: the peak above the resident memory
-of the imported libraries (weights, input, activations and gradients; what CUDA's peak allocation
-counts, where libraries do not take device memory).
+On CPU the with_cp comparison runs under four settings of the measuring process: glibc's defaults,
+which keep much of the memory freed during the backward pass in fragments (so the peak resident
+memory also counts freed tensors); the same with the gradient buffers allocated before the backward
+pass (as in later steps when the optimizer zeroes rather than frees them), which leaves fewer
+fragments; ``MALLOC_MMAP_THRESHOLD_=1048576``, which returns every tensor's memory when it is freed,
+so the peak is what the step holds at once, as CUDA's peak allocation measures it; and a padded heap
+that keeps freed memory for reuse (``MALLOC_TOP_PAD_``, fixed mmap threshold), which spares the
+kernel's zeroing of fresh pages at the cost of memory. Each record also gives the training memory:
+the peak above the resident memory of the imported libraries (weights, input, activations and
+gradients; what CUDA's peak allocation counts, where libraries do not take device memory).
 
     python tools/analysis_tools/benchmark_training.py [--size 512x512] [--batch-size 2]
         [--cp-size 1024x1024] [--repeat 2] [--out work_dirs/benchmarks]
@@ -95,27 +96,37 @@ def current_mib(device):
     return process_memory_mib('VmRSS')
 
 
-#: CPU allocator settings for the with_cp comparison (environment of the measuring process).
-ALLOCATORS = {'glibc default': {},
-              'glibc, freed memory returned': {'MALLOC_MMAP_THRESHOLD_': '1048576'},
-              'glibc, freed memory kept': {'MALLOC_TOP_PAD_': '268435456',
-                                           'MALLOC_MMAP_THRESHOLD_': '33554432'}}
+#: Settings of the with_cp comparison on CPU: the environment of the measuring process (glibc
+#: allocator settings) and whether the gradient buffers exist before the backward pass, as in every
+#: step after the first when the optimizer zeroes gradients instead of freeing them
+#: (``zero_grad(set_to_none=False)``). Gradients allocated during the backward pass land between
+#: the blocks' recomputed activations and keep glibc from reusing the space they leave.
+SETTINGS = {
+    'glibc default': ({}, False),
+    'glibc default, gradients allocated first': ({}, True),
+    'glibc, freed memory returned': ({'MALLOC_MMAP_THRESHOLD_': '1048576'}, False),
+    'glibc, freed memory kept': ({'MALLOC_TOP_PAD_': '268435456',
+                                  'MALLOC_MMAP_THRESHOLD_': '33554432'}, False),
+}
 
 
-def checkpointing_name(with_cp, allocator=None):
-    return f'fastervit-0 backbone step, with_cp={with_cp}' + (f' ({allocator})' if allocator else '')
+def checkpointing_name(with_cp, setting=None):
+    return f'fastervit-0 backbone step, with_cp={with_cp}' + (f' ({setting})' if setting else '')
 
 
-def checkpointing_case(with_cp, size, batch_size, device, allocator=None):
+def checkpointing_case(with_cp, size, batch_size, device, setting=None):
     """Backbone training step (forward, backward) of FasterViT-0 at a large size."""
     from fastervit_dense import FasterViT
     libraries = current_mib(device)
     model = FasterViT('0', with_cp=with_cp).to(device).train()
+    if setting and SETTINGS[setting][1]:
+        for param in model.parameters():
+            param.grad = torch.zeros_like(param)
     x = torch.randn(batch_size, 3, *size, device=device)
     start = time.perf_counter()
     sum(o.float().square().mean() for o in model(x)).backward()
     peak = peak_mib(device)
-    return dict(case=checkpointing_name(with_cp, allocator), size=f'{size[0]}x{size[1]}',
+    return dict(case=checkpointing_name(with_cp, setting), size=f'{size[0]}x{size[1]}',
                 batch_size=batch_size, step_s=time.perf_counter() - start, peak_mib=peak,
                 training_mib=peak - libraries)
 
@@ -126,12 +137,12 @@ def worker(job, device):
                                device)
     else:
         record = checkpointing_case(job['with_cp'], tuple(job['size']), job['batch_size'], device,
-                                    job.get('allocator'))
+                                    job.get('setting'))
     print('RESULT ' + json.dumps(record))
 
 
 def spawn(job, device):
-    env = dict(os.environ, **ALLOCATORS.get(job.get('allocator'), {}))
+    env = dict(os.environ, **SETTINGS.get(job.get('setting'), ({}, False))[0])
     result = subprocess.run([sys.executable, osp.abspath(__file__), '--worker', json.dumps(job),
                              '--device', device], capture_output=True, text=True, cwd=ROOT, env=env)
     lines = [l for l in result.stdout.splitlines() if l.startswith('RESULT ')]
@@ -156,12 +167,12 @@ def main(argv=None):
     size, cp_size = parse_size(args.size), parse_size(args.cp_size)
     jobs = [dict(kind='detector', name=name, size=size, batch_size=args.batch_size,
                  repeat=args.repeat) for name in CASES]
-    allocators = list(ALLOCATORS) if args.device == 'cpu' else [None]
+    settings = list(SETTINGS) if args.device == 'cpu' else [None]
     jobs += [dict(kind='checkpointing', with_cp=flag, size=cp_size, batch_size=args.batch_size,
-                  allocator=allocator) for allocator in allocators for flag in (False, True)]
+                  setting=setting) for setting in settings for flag in (False, True)]
     records = []
     for i, job in enumerate(jobs, 1):
-        label = job.get('name') or f'with_cp={job["with_cp"]}, {job["allocator"] or args.device}'
+        label = job.get('name') or f'with_cp={job["with_cp"]}, {job["setting"] or args.device}'
         print(f'[{i}/{len(jobs)}] {label} ...', flush=True)
         records.append(spawn(job, args.device))
     by_case = {r.get('case'): r for r in records}
@@ -170,10 +181,10 @@ def main(argv=None):
         ours, swin = by_case.get(f'{algo}/fastervit-0'), by_case.get(f'{algo}/swin-t')
         if ours and swin and 'step_s' in ours and 'step_s' in swin:
             ratios[f'{algo} step time, FasterViT-0 / Swin-T'] = ours['step_s'] / swin['step_s']
-    for allocator in allocators:
-        suffix = f' ({allocator})' if allocator else ''
-        plain = by_case.get(checkpointing_name(False, allocator))
-        cp = by_case.get(checkpointing_name(True, allocator))
+    for setting in settings:
+        suffix = f' ({setting})' if setting else ''
+        plain = by_case.get(checkpointing_name(False, setting))
+        cp = by_case.get(checkpointing_name(True, setting))
         if plain and cp and 'peak_mib' in plain and 'peak_mib' in cp:
             ratios[f'peak memory, with_cp / without{suffix}'] = cp['peak_mib'] / plain['peak_mib']
             ratios[f'training memory (peak above the libraries), with_cp / without{suffix}'] = (
