@@ -49,6 +49,13 @@ def process_memory_mib(field: str = 'VmHWM') -> float:
     raise RuntimeError(f'/proc/self/status has no {field}')
 
 
+def peak_mib(device: str) -> float:
+    """Peak memory so far: CUDA's peak allocation, or this process's peak resident memory."""
+    if device == 'cuda':
+        return torch.cuda.max_memory_allocated() / 2**20
+    return process_memory_mib('VmHWM')
+
+
 DEFAULT_SIZES = '224x224,512x512,576x960,800x1333'
 
 
@@ -194,11 +201,7 @@ def memory_worker(args):
     if args.device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
     run_once(model, x, dtype, args.device)
-    if args.device == 'cuda':
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = process_memory_mib()
-    print(json.dumps(dict(peak_mib=peak)))
+    print(json.dumps(dict(peak_mib=peak_mib(args.device))))
 
 
 def window_sizes(args):
@@ -208,7 +211,7 @@ def window_sizes(args):
 # ------------------------------------------------------------------------------ report
 def allocator_settings() -> dict:
     """glibc allocator settings in effect: on CPU they decide whether large freed tensors go back to
-    the kernel, whose zeroing of fresh pages then costs about a tenth of a forward pass."""
+    the kernel, whose zeroing of fresh pages then costs up to a tenth of a forward pass."""
     return {k: v for k, v in os.environ.items() if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
 
 

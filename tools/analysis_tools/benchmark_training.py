@@ -37,7 +37,7 @@ warnings.filterwarnings('ignore')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_backbones import parse_size, process_memory_mib  # noqa: E402
+from benchmark_backbones import parse_size, peak_mib, process_memory_mib  # noqa: E402
 
 
 SWIN_T = dict(_delete_=True, type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
@@ -51,12 +51,6 @@ CASES = {
     'dino/swin-t': ('configs/fastervit/dino-4scale_fastervit-0_8xb2-12e_coco.py',
                     dict(SWIN_T, out_indices=(1, 2, 3)), dict(neck=dict(in_channels=[192, 384, 768]))),
 }
-
-
-def peak_mib(device):
-    if device == 'cuda':
-        return torch.cuda.max_memory_allocated() / 2**20
-    return process_memory_mib('VmHWM')
 
 
 def detector_case(name, size, batch_size, repeat, device):
