@@ -1,11 +1,8 @@
 import os
-import sys
 import warnings
 
 import pytest
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # The official reference package and mmcv emit deprecation noise that hides real failures.
 warnings.filterwarnings('ignore', category=FutureWarning)
@@ -19,7 +16,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def official_fastervit0_checkpoint(tmp_path_factory):
     """An official FasterViT-0 checkpoint file (224, windows 7) with random, branch-exercising
     weights, in the published training-checkpoint layout."""
-    from reference import official_fastervit, randomize_, save_official_checkpoint
+    from fastervit_dense.testing.reference import official_fastervit, randomize_, save_official_checkpoint
     model = randomize_(official_fastervit('0', (224, 224)), seed=1)
     path = tmp_path_factory.mktemp('official') / 'fastervit_0_224_1k.pth.tar'
     return save_official_checkpoint(model, path)
@@ -29,7 +26,34 @@ def official_fastervit0_checkpoint(tmp_path_factory):
 def tiny_data(tmp_path_factory):
     """Small generated COCO-format (``coco/``) and ADE20K-layout (``ade/``) datasets: 8 training
     and 4 validation images of 128-200 px, for the tools' end-to-end runs."""
-    from fastervit_dense.synthetic import make_datasets
+    from fastervit_dense.testing.synthetic import make_datasets
     root = tmp_path_factory.mktemp('data')
     make_datasets(str(root), num_train=8, num_val=4, seed=3, size_range=(128, 200))
     return root
+
+
+@pytest.fixture
+def server():
+    """A file server on 127.0.0.1 (``fastervit_dense.testing.servers.FileServer``), shut down after
+    the test."""
+    from fastervit_dense.testing.servers import FileServer
+    running = FileServer()
+    try:
+        yield running
+    finally:
+        running.shutdown()
+
+
+@pytest.fixture
+def isolated_downloads(tmp_path, monkeypatch):
+    """Downloads of this test go to ``tmp_path/torch_home`` and to loopback servers only: no
+    offline variables, no proxies. Returns torch hub's checkpoint cache folder."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setattr(torch.hub, '_hub_dir', None, raising=False)  # in case set_dir() was called
+    for name in ('FASTERVIT_DENSE_OFFLINE', 'HF_HUB_OFFLINE', 'TORCH_HUB', 'LOCAL_RANK',
+                 'http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+        monkeypatch.delenv(name, raising=False)
+    # urllib's default opener keeps the proxies it saw first; no_proxy is read on every request.
+    monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
+    monkeypatch.setenv('NO_PROXY', '127.0.0.1,localhost')
+    return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
