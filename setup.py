@@ -1,30 +1,47 @@
-"""Installs fastervit_dense: FasterViT and FastViT backbones for mmdetection 3.x and mmsegmentation 1.x."""
+"""Installs fastervit_dense: FasterViT and FastViT backbones for dense prediction, with an
+OpenMMLab layer for mmdetection 3.x and mmsegmentation 1.x.
+
+    pip install fastervit_dense            # the core: torch, torchvision, timm
+    pip install 'fastervit_dense[mm]'      # + mmengine, mmcv, mmdet, mmseg (ranges they accept)
+
+Requirements are ranges, so the kit installs into an environment that already has torch (and
+mmcv). The exact set verified together lives in requirements/lock.txt; tools/setup_env.sh
+installs it for `make test` and `make demo`.
+"""
 import os.path as osp
 
 from setuptools import find_packages, setup
 
+HERE = osp.dirname(osp.abspath(__file__))
+
 
 def read_version():
     namespace = {}
-    with open(osp.join(osp.dirname(osp.abspath(__file__)), 'fastervit_dense', 'version.py')) as f:
+    with open(osp.join(HERE, 'fastervit_dense', 'version.py')) as f:
         exec(f.read(), namespace)
     return namespace['__version__']
 
 
-# The versions verified to work together (see the README): mmdet 3.3.0 and mmseg 1.2.2 accept only
-# mmcv < 2.2.0, and torchvision 0.28.0 pairs with torch 2.13.0.
-INSTALL_REQUIRES = [
-    'torch==2.13.0',
-    'torchvision==0.28.0',
-    'mmengine==0.10.7',
-    'mmcv==2.1.0',
-    'mmdet==3.3.0',
-    'mmsegmentation==1.2.2',
-    'timm==1.0.31',
+# torch 2.4 added torch.serialization.add_safe_globals (safe reading of published checkpoints);
+# timm 1.0.20 is the first with every FastViT variant the kit offers (MobileCLIP mci3/mci4).
+CORE_REQUIRES = [
+    'torch>=2.4',
+    'torchvision>=0.19',
+    'timm>=1.0.20',
+    'safetensors',
+    'huggingface_hub',  # hf-hub: checkpoint ids
+]
+
+# As mmdet 3.x and mmseg 1.x declare them: both accept mmcv >= 2.0.0rc4, < 2.2.0.
+MM_REQUIRES = [
+    'mmengine>=0.7.1,<1.0.0',
+    'mmcv>=2.0.0rc4,<2.2.0',
+    'mmdet>=3.0.0,<4.0.0',
+    'mmsegmentation>=1.0.0,<2.0.0',
     # mmseg imports these without declaring them.
     'ftfy',
     'regex',
-    # mmcv's setup and mmengine's `mmdet::` config bases import pkg_resources (gone in setuptools 82).
+    # mmengine's `mmdet::` config bases (and mmcv's setup) import pkg_resources, gone in setuptools 82.
     'setuptools<82',
     'pycocotools',
 ]
@@ -41,12 +58,12 @@ TESTS_REQUIRE = [
 setup(
     name='fastervit_dense',
     version=read_version(),
-    description='FasterViT and FastViT backbones for OpenMMLab detection and segmentation',
-    long_description=open(osp.join(osp.dirname(osp.abspath(__file__)), 'README.md')).read(),
+    description='FasterViT and FastViT backbones for dense prediction, with an OpenMMLab layer',
+    long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['fastervit_dense', 'fastervit_dense.*']),
     python_requires='>=3.10,<3.13',
-    install_requires=INSTALL_REQUIRES,
-    extras_require={'tests': TESTS_REQUIRE},
+    install_requires=CORE_REQUIRES,
+    extras_require={'mm': MM_REQUIRES, 'tests': TESTS_REQUIRE},
     license='Apache-2.0',
 )

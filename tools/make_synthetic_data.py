@@ -4,11 +4,8 @@ segmentation) for demos and end-to-end tests.
     python tools/make_synthetic_data.py [--root data/synthetic] [--train 120] [--val 30] [--seed 0]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from fastervit_dense.synthetic import make_datasets  # noqa: E402
+from fastervit_dense.testing.synthetic import make_datasets
 
 
 def main(argv=None):

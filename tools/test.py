@@ -6,12 +6,10 @@ chosen from the config's ``default_scope``.
 """
 import argparse
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from fastervit_dense.launch import build_runner, load_config, set_local_rank  # noqa: E402
+from fastervit_dense.mm.runner import build_runner, load_config, set_local_rank
 
 
 def parse_args(argv=None):

@@ -5,13 +5,10 @@ with the framework chosen from the config's ``default_scope``.
                           [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from fastervit_dense.launch import build_runner, load_config, set_local_rank  # noqa: E402
+from fastervit_dense.mm.runner import build_runner, load_config, set_local_rank
 
 
 def parse_args(argv=None):

@@ -3,7 +3,7 @@
 # on 2 CPU cores in minutes. Training crops are non-square and validation images keep their own
 # (non-square, not multiple-of-32) sizes, so the backbone runs at many window grids.
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['fastervit_dense'], allow_failed_imports=False)
+custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
 
 data_root = 'data/synthetic/ade/'
 classes = ('background', 'rectangle', 'ellipse', 'triangle')

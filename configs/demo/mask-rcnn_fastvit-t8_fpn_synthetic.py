@@ -2,7 +2,7 @@
 # the data), sized to train on 2 CPU cores in minutes. Heads are narrowed (64 channels) and images
 # are small, multi-scale and non-square.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['fastervit_dense'], allow_failed_imports=False)
+custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
 
 data_root = 'data/synthetic/coco/'
 classes = ('rectangle', 'ellipse', 'triangle')

@@ -1,16 +1,68 @@
-"""Registers the kit's backbones in mmdetection's and mmsegmentation's MODELS registries.
+"""The OpenMMLab layer: the kit's backbones in mmdetection's and mmsegmentation's registries.
 
-Configs reach them with ``custom_imports=dict(imports=['fastervit_dense'], allow_failed_imports=False)``
-and ``backbone=dict(type='FasterViT', ...)`` or ``dict(type='FastViT', ...)``.
+Importing this module (configs: ``custom_imports=dict(imports=['fastervit_dense.mm'],
+allow_failed_imports=False)``)
+
+* registers :class:`~fastervit_dense.FasterViT` and :class:`~fastervit_dense.FastViT` in the MODELS
+  registry of mmdet and of mmseg (whichever is installed), as ``type='FasterViT'`` / ``'FastViT'``;
+* registers :class:`~.engine.RNGStateHook` (exact resume) and
+  :class:`~.engine.NoDecayOptimWrapperConstructor` in mmengine's registries;
+* makes mmengine's training checkpoints loadable with ``weights_only=True`` (:mod:`.checkpoint`);
+* sends the core's log lines (the loading report) to mmengine's current logger.
+
+The backbones are the core's classes themselves, so weights, state-dict keys and behaviour are the
+same inside and outside OpenMMLab.
 """
-from mmdet.registry import MODELS as MMDET_MODELS
-from mmseg.registry import MODELS as MMSEG_MODELS
+import importlib
+import logging
 
-REGISTRIES = (MMDET_MODELS, MMSEG_MODELS)
+from ..models import FasterViT, FastViT
+from . import engine  # noqa: F401  (registers RNGStateHook, NoDecayOptimWrapperConstructor)
+from .checkpoint import install_safe_checkpoint_support
+
+__all__ = ['BACKBONES', 'registries', 'register_backbones']
+
+BACKBONES = (FasterViT, FastViT)
+_FRAMEWORKS = ('mmdet', 'mmseg')
+
+
+def registries() -> list:
+    """The MODELS registries of the installed frameworks (mmdet, mmseg)."""
+    found = []
+    for name in _FRAMEWORKS:
+        try:
+            found.append(importlib.import_module(f'{name}.registry').MODELS)
+        except ImportError:
+            continue
+    if not found:
+        raise ImportError('fastervit_dense.mm needs mmdet 3.x or mmsegmentation 1.x: install the '
+                          "kit's OpenMMLab extra (pip install 'fastervit_dense[mm]')")
+    return found
 
 
 def register_backbones(*classes):
-    for registry in REGISTRIES:
-        for cls in classes:
+    for registry in registries():
+        for cls in classes or BACKBONES:
             if registry.module_dict.get(cls.__name__) is not cls:
                 registry.register_module(module=cls, force=True)
+
+
+class _MMEngineLogHandler(logging.Handler):
+    """Forwards the core's log records to mmengine's current logger (its console and log file)."""
+
+    def emit(self, record):
+        from mmengine.logging import print_log
+        print_log(self.format(record), logger='current', level=record.levelno)
+
+
+def _forward_core_logs():
+    core = logging.getLogger('fastervit_dense')
+    if not any(isinstance(h, _MMEngineLogHandler) for h in core.handlers):
+        core.addHandler(_MMEngineLogHandler())
+        core.setLevel(logging.INFO)
+        core.propagate = False
+
+
+register_backbones()
+install_safe_checkpoint_support()
+_forward_core_logs()

@@ -1,5 +1,5 @@
-"""Shared by the kit's ``tools/train.py`` and ``tools/test.py``: config loading and runner building
-for either framework, chosen by the config's ``default_scope`` (``mmdet`` or ``mmseg``)."""
+"""Config loading, model and runner building for either framework, chosen by the config's
+``default_scope`` (``mmdet`` or ``mmseg``): what the kit's train, test, export and analysis tools share."""
 import os
 import os.path as osp
 
@@ -23,7 +23,7 @@ def load_config(path: str, cfg_options=None, work_dir=None, launcher='none') -> 
         _adapt_distributed_to_this_machine(cfg)
     hooks = list(cfg.get('custom_hooks', []))
     if not any(h.get('type') == 'RNGStateHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='RNGStateHook')]  # exact resume (see hooks.py)
+        cfg.custom_hooks = hooks + [dict(type='RNGStateHook')]  # exact resume (see engine/hooks)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -46,7 +46,7 @@ def _adapt_distributed_to_this_machine(cfg: Config):
 
 def prepare_scope(cfg: Config):
     """Registers the framework's modules and the kit's before the runner is built."""
-    import fastervit_dense  # noqa: F401
+    import fastervit_dense.mm  # noqa: F401
     if cfg.default_scope == 'mmdet':
         from mmdet.utils import register_all_modules, setup_cache_size_limit_of_dynamo
         setup_cache_size_limit_of_dynamo()

@@ -1,4 +1,5 @@
-from .fastervit import FASTERVIT_ARCHS, FasterViT
-from .fastvit import FASTVIT_ARCHS, FastViT
+from .fastervit import FASTERVIT_ARCHS, FASTERVIT_WEIGHTS, FasterViT
+from .fastvit import FASTVIT_ARCHS, FASTVIT_WEIGHTS, FastViT
 
-__all__ = ['FasterViT', 'FASTERVIT_ARCHS', 'FastViT', 'FASTVIT_ARCHS']
+__all__ = ['FasterViT', 'FASTERVIT_ARCHS', 'FASTERVIT_WEIGHTS', 'FastViT', 'FASTVIT_ARCHS',
+           'FASTVIT_WEIGHTS']

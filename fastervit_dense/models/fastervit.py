@@ -13,6 +13,8 @@ size-dependent state. Where the published any-resolution model runs with a squar
 outputs are the same to float rounding; state-dict keys follow the published checkpoints.
 """
 import copy
+import re
+from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -21,13 +23,14 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
-from .layout import (carrier_grid_to_windows, carrier_pooling_matrix, carrier_windows_to_grid,
-                     pad_to_window_multiple, window_partition, window_reverse)
-from .base import DenseBackbone
+from ..checkpoint import CheckpointAdapter
+from .base import DenseBackbone, check_frozen_stages, check_out_indices, freeze
 from .norms import build_output_norm
+from .windows import (carrier_grid_to_windows, carrier_pooling_matrix, carrier_windows_to_grid,
+                      pad_to_window_multiple, window_partition, window_reverse)
 from .position import PositionEmbeddingMLP, RelativePositionBias
 
-__all__ = ['FasterViT', 'FASTERVIT_ARCHS']
+__all__ = ['FasterViT', 'FASTERVIT_ARCHS', 'FASTERVIT_WEIGHTS']
 
 _BASE_0_TO_2 = dict(num_heads=[2, 4, 8, 16], window_size=[7, 7, 7, 7], ct_size=2, mlp_ratio=4.,
                     hat=[False, False, True, False], layer_scale=None, propagation=False)
@@ -52,6 +55,16 @@ FASTERVIT_ARCHS: Dict[str, dict] = {
     '4-21k-384': dict(_BASE_4_21K, window_size=[7, 7, 24, 12]),
     '4-21k-512': dict(_BASE_4_21K, window_size=[7, 7, 32, 16]),
     '4-21k-768': dict(_BASE_4_21K, window_size=[7, 7, 48, 24]),
+}
+_WEIGHTS_URL = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+#: The published ImageNet weights of each preset (the official files, as the official package names
+#: them): ``FasterViT(arch).load_pretrained()`` loads them.
+FASTERVIT_WEIGHTS: Dict[str, str] = {
+    **{str(i): f'{_WEIGHTS_URL}fastervit_{i}_224_1k.pth.tar' for i in range(7)},
+    '4-21k-224': f'{_WEIGHTS_URL}fastervit_4_21k_224_w14.pth.tar',
+    '4-21k-384': f'{_WEIGHTS_URL}fastervit_4_21k_384_w24.pth.tar',
+    '4-21k-512': f'{_WEIGHTS_URL}fastervit_4_21k_512_w32.pth.tar',
+    '4-21k-768': f'{_WEIGHTS_URL}fastervit_4_21k_768_w48.pth.tar',
 }
 _ARCH_KEYS = ('depths', 'num_heads', 'window_size', 'ct_size', 'dim', 'in_dim', 'mlp_ratio', 'hat',
               'layer_scale', 'propagation', 'drop_path_rate')
@@ -393,12 +406,13 @@ class FasterViT(DenseBackbone):
             the output norms: only their inputs are kept for the backward pass, which recomputes
             the rest (about half the training memory, for about a third more compute).
             Default: False.
-        init_cfg (dict | list, optional): mmengine initialisation config. ``dict(type='Pretrained',
-            checkpoint=PATH)`` accepts a published FasterViT checkpoint as downloaded, a converted
-            one, or a whole detector/segmentor checkpoint (with ``prefix='backbone.'``).
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=SOURCE)``, loaded by
+            :meth:`init_weights` (as OpenMMLab does) or directly with :meth:`load_pretrained`.
+            SOURCE (a local path, an ``http(s)://`` URL or an ``hf-hub:`` id) is a published
+            FasterViT checkpoint as downloaded, a converted one, or a whole detector/segmentor
+            checkpoint (with ``prefix='backbone.'``). Optional keys: ``prefix``, ``sha256``,
+            ``map_location``, ``use_ema``.
     """
-
-    checkpoint_kind = 'fastervit'
 
     def __init__(self, arch: Union[str, dict] = '0', in_channels: int = 3,
                  window_size: Optional[Sequence[int]] = None, ct_size: Optional[int] = None,
@@ -410,6 +424,7 @@ class FasterViT(DenseBackbone):
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         settings = self._resolve_arch(arch)
+        self.arch = arch if isinstance(arch, str) else None
         overrides = dict(window_size=window_size, ct_size=ct_size, hat=hat,
                          drop_path_rate=drop_path_rate)
         settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -417,10 +432,8 @@ class FasterViT(DenseBackbone):
             settings['layer_scale'] = layer_scale
         self._check_settings(settings)
         self.arch_settings = settings
-        self.out_indices = self._check_out_indices(out_indices)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= _NUM_STAGES:
-            raise ValueError(f'frozen_stages must be an int in [-1, {_NUM_STAGES}], got {frozen_stages!r}')
-        self.frozen_stages = frozen_stages
+        self.out_indices = check_out_indices(out_indices, _NUM_STAGES, 'FasterViT')
+        self.frozen_stages = check_frozen_stages(frozen_stages, _NUM_STAGES)
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.in_channels = in_channels
@@ -429,7 +442,8 @@ class FasterViT(DenseBackbone):
         depths = settings['depths']
         self.num_features = [dim * 2**i for i in range(_NUM_STAGES)]
         self.patch_embed = Stem(in_channels, settings['in_dim'], dim)
-        rates = torch.linspace(0, settings['drop_path_rate'], sum(depths)).tolist()
+        # On the CPU even under a meta-device context: the rates are Python numbers, not weights.
+        rates = torch.linspace(0, settings['drop_path_rate'], sum(depths), device='cpu').tolist()
         self.levels = nn.ModuleList()
         for i in range(_NUM_STAGES):
             self.levels.append(
@@ -489,17 +503,6 @@ class FasterViT(DenseBackbone):
                                  'per side than it has pixels')
 
     @staticmethod
-    def _check_out_indices(out_indices) -> tuple:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(out_indices)
-        bad = [i for i in out_indices if not isinstance(i, int) or not 0 <= i < _NUM_STAGES]
-        if not out_indices or bad or len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices must be distinct stage indices in 0..{_NUM_STAGES - 1}, '
-                             f'got {out_indices}')
-        return out_indices
-
-    @staticmethod
     def _init_module(m):
         if isinstance(m, nn.Linear):
             trunc_normal_(m.weight, std=.02)
@@ -509,17 +512,18 @@ class FasterViT(DenseBackbone):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    # ------------------------------------------------------------------ mmengine interface
+    @staticmethod
+    def published_weights(arch: str) -> str:
+        """The URL of the published ImageNet weights of preset ``arch``."""
+        if arch not in FASTERVIT_WEIGHTS:
+            raise ValueError(f'no published weights for FasterViT arch {arch!r}; published: '
+                             f'{", ".join(FASTERVIT_WEIGHTS)}')
+        return FASTERVIT_WEIGHTS[arch]
+
+    # ------------------------------------------------------------------ training behaviour
     def _freeze_stages(self):
         if self.frozen_stages >= 0:
-            self.patch_embed.eval()
-            for p in self.patch_embed.parameters():
-                p.requires_grad = False
-        for i in range(self.frozen_stages if self.frozen_stages > 0 else 0):
-            level = self.levels[i]
-            level.eval()
-            for p in level.parameters():
-                p.requires_grad = False
+            freeze([self.patch_embed, *self.levels[:self.frozen_stages]])
 
     # ------------------------------------------------------------------ forward
     def forward(self, x):
@@ -554,3 +558,61 @@ def _drop_recomputable_entries(module, state_dict, prefix, *args, **kwargs):
     for key in [k for k in state_dict if k.startswith(prefix)]:
         if is_recomputable_key(key[len(prefix):]):
             del state_dict[key]
+
+
+# ---------------------------------------------------------------------- published checkpoints
+_CLASSIFIER = ('head.', 'norm.')
+#: Layers of hierarchical attention, which the 21K models were trained without.
+_CARRIER_LAYERS = re.compile(r'\.(hat_[a-z_]+\d?|gamma1|gamma2|global_tokenizer)(\.|$)')
+
+
+class FasterViTCheckpoints(CheckpointAdapter):
+    """The official FasterViT checkpoints (``fastervit_*_224_1k.pth.tar``, ``fastervit_4_21k_*``).
+
+    The kit keeps the published parameter names, so conversion drops the classifier (``head``, the
+    final ``norm``) and everything the kit recomputes from the input (position-bias caches,
+    coordinate and index tables, an alias of the carrier tokenizer's conv).
+    """
+
+    kind = 'fastervit'
+
+    def convert(self, state_dict):
+        return OrderedDict((k, v) for k, v in state_dict.items()
+                           if not k.startswith(_CLASSIFIER) and not is_recomputable_key(k))
+
+    def may_be_missing(self, key: str) -> bool:
+        return super().may_be_missing(key) or _CARRIER_LAYERS.search(key) is not None
+
+    @staticmethod
+    def _signature(state_dict) -> Optional[tuple]:
+        stem = state_dict.get('patch_embed.conv_down.3.weight')
+        if stem is None:
+            return None
+        depths = []
+        for level in range(_NUM_STAGES):
+            blocks = {int(m.group(1)) for k in state_dict
+                      for m in [re.match(rf'levels\.{level}\.blocks\.(\d+)\.', k)] if m}
+            depths.append(max(blocks) + 1 if blocks else 0)
+        heads = state_dict.get('levels.2.blocks.0.attn.pos_emb_funct.cpb_mlp.2.weight')
+        num_heads = heads.shape[0] if heads is not None else None
+        has_hat = any(k.startswith('levels.2.global_tokenizer.') for k in state_dict)
+        return tuple(stem.shape[:2]), tuple(depths), num_heads, has_hat
+
+    def guess_arch(self, state_dict) -> Optional[str]:
+        """``'4'`` and the 21K models differ only in carrier-token layers, which tells them apart."""
+        signature = self._signature(state_dict)
+        if signature is None:
+            return None
+        (dim, in_dim), depths, num_heads, has_hat = signature
+        for name, arch in FASTERVIT_ARCHS.items():
+            if (arch['dim'], arch['in_dim']) == (dim, in_dim) and tuple(arch['depths']) == depths \
+                    and (num_heads is None or arch['num_heads'][2] == num_heads) \
+                    and arch['hat'][2] == has_hat:
+                return name
+        return None
+
+    def build(self, arch: str, state_dict) -> 'FasterViT':
+        return FasterViT(arch)
+
+
+FasterViT.checkpoint_adapter = FasterViTCheckpoints()

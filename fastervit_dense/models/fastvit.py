@@ -6,20 +6,46 @@ and stages, returns each stage's output (for SA/MA variants the last output incl
 attention blocks) and adds the OpenMMLab backbone conventions. Module names follow timm (``stem.*``,
 ``stages.{i}.*``), so timm's ``fastvit_*`` weights load as they are.
 """
-from typing import Optional, Sequence
+import re
+from collections import OrderedDict
+from types import SimpleNamespace
+from typing import Dict, Optional, Sequence
 
 import timm
+import torch
 from timm.utils.model import reparameterize_model
 
-from .base import DenseBackbone
+from ..checkpoint import CheckpointAdapter, CheckpointError
+from .base import DenseBackbone, check_frozen_stages, check_out_indices, freeze
 from .norms import build_output_norm
 
-__all__ = ['FastViT', 'FASTVIT_ARCHS']
+__all__ = ['FastViT', 'FASTVIT_ARCHS', 'FASTVIT_WEIGHTS']
 
 #: Variant -> number of stages (mci3 and mci4 add a stride-64 fifth stage).
 FASTVIT_ARCHS = {
     't8': 4, 't12': 4, 's12': 4, 'sa12': 4, 'sa24': 4, 'sa36': 4, 'ma36': 4, 'mci0': 4, 'mci1': 4,
     'mci2': 4, 'mci3': 5, 'mci4': 5
+}
+
+
+def _timm_hub(arch: str, *tags: str) -> Dict[str, str]:
+    return {tag: f'hf-hub:timm/fastvit_{arch}.{tag}' for tag in tags}
+
+
+#: The published weights of each variant as timm names them on the Hugging Face hub (timm's
+#: ``default_cfgs``); the first tag is the one ``FastViT(arch).load_pretrained()`` loads. ImageNet
+#: for t8..ma36 (``apple_dist_in1k``: distilled); the mci variants are MobileCLIP image towers, whose
+#: inputs are scaled to 0..1 without mean/std (mci3/mci4: OpenAI CLIP's mean and std).
+FASTVIT_WEIGHTS: Dict[str, Dict[str, str]] = {
+    **{arch: _timm_hub(arch, 'apple_in1k', 'apple_dist_in1k')
+       for arch in ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36')},
+    'mci0': {'apple_mclip': 'hf-hub:apple/mobileclip_s0_timm',
+             **_timm_hub('mci0', 'apple_mclip2_dfndr2b')},
+    'mci1': {'apple_mclip': 'hf-hub:apple/mobileclip_s1_timm'},
+    'mci2': {'apple_mclip': 'hf-hub:apple/mobileclip_s2_timm',
+             **_timm_hub('mci2', 'apple_mclip2_dfndr2b')},
+    'mci3': _timm_hub('mci3', 'apple_mclip2_dfndr2b'),
+    'mci4': _timm_hub('mci4', 'apple_mclip2_dfndr2b'),
 }
 
 
@@ -41,11 +67,13 @@ class FastViT(DenseBackbone):
         drop_path_rate (float): Stochastic depth rate. Default: 0.1.
         deploy (bool): Build the fused (reparameterized) structure for inference; it loads fused
             weights. Default: False.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` accepts timm's
-            ``fastvit_*`` weights, Apple's published files (fused or not) and converted ones.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=SOURCE)``, loaded by
+            :meth:`init_weights` (as OpenMMLab does) or directly with :meth:`load_pretrained`.
+            SOURCE (a local path, an ``http(s)://`` URL or an ``hf-hub:`` id such as
+            ``hf-hub:timm/fastvit_sa12.apple_in1k``) holds timm's ``fastvit_*`` weights, Apple's
+            published files (fused or not) or converted ones. Optional keys: ``prefix``, ``sha256``,
+            ``map_location``.
     """
-
-    checkpoint_kind = 'fastvit'
 
     def __init__(self, arch: str = 'sa12', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -57,20 +85,10 @@ class FastViT(DenseBackbone):
             raise ValueError(f'Unknown FastViT arch {arch!r}; valid names: '
                              f'{", ".join(repr(k) for k in FASTVIT_ARCHS)}')
         num_stages = FASTVIT_ARCHS[arch]
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        out_indices = tuple(out_indices)
-        bad = [i for i in out_indices if not isinstance(i, int) or not 0 <= i < num_stages]
-        if not out_indices or bad or len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices must be distinct stage indices in 0..{num_stages - 1} for '
-                             f'FastViT-{arch}, got {out_indices}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}], got '
-                             f'{frozen_stages!r}')
         self.arch = arch
         self.in_channels = in_channels
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
+        self.out_indices = check_out_indices(out_indices, num_stages, f'FastViT-{arch}')
+        self.frozen_stages = check_frozen_stages(frozen_stages, num_stages)
         self.norm_eval = norm_eval
         self.deploy = deploy
 
@@ -89,6 +107,18 @@ class FastViT(DenseBackbone):
             self.add_module(f'out_norm{i}', build_output_norm(out_norm_cfg, self.num_features[i]))
         self._freeze_stages()
 
+    @staticmethod
+    def published_weights(arch: str, tag: Optional[str] = None) -> str:
+        """The hub id of variant ``arch``'s published weights (``tag``: one of its
+        :data:`FASTVIT_WEIGHTS` tags; default the first)."""
+        tags = FASTVIT_WEIGHTS.get(arch, {})
+        if tag is None and tags:
+            tag = next(iter(tags))
+        if tag not in tags:
+            raise ValueError(f'no published weights {tag!r} for FastViT-{arch}; published: '
+                             f'{", ".join(tags) or "none"}')
+        return tags[tag]
+
     def switch_to_deploy(self):
         """Fuses the train-time branches in place (outputs agree to float rounding)."""
         if not self.deploy:
@@ -97,14 +127,8 @@ class FastViT(DenseBackbone):
         return self
 
     def _freeze_stages(self):
-        modules = []
         if self.frozen_stages >= 0:
-            modules.append(self.stem)
-        modules.extend(self.stages[:max(self.frozen_stages, 0)])
-        for module in modules:
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad = False
+            freeze([self.stem, *self.stages[:self.frozen_stages]])
 
     def forward(self, x):
         self._check_input(x)
@@ -118,3 +142,68 @@ class FastViT(DenseBackbone):
             if i == last:
                 break
         return tuple(outs)
+
+
+# ---------------------------------------------------------------------- published checkpoints
+_TRUNK = ('stem.', 'stages.')
+
+
+class FastViTCheckpoints(CheckpointAdapter):
+    """timm's ``fastvit_*`` weights (``.pth``, ``.bin``, ``.safetensors``, hub ids), Apple's
+    published files, fused (``_reparam``) or not, MobileCLIP image encoders, and converted files.
+
+    The kit keeps timm's names. Apple's layout (``network.{k}``, ``patch_embed``, ...) goes through
+    timm's own ``checkpoint_filter_fn``; fused Apple files need two renames it lacks. timm
+    ``features_only`` names (``stem_0``, ``stages_3``) are unflattened.
+    """
+
+    kind = 'fastvit'
+
+    def convert(self, state_dict):
+        from timm.models.fastvit import checkpoint_filter_fn
+        state_dict = OrderedDict(
+            (re.sub(r'^(stem|stages)_(\d+)\.', r'\1.\2.', k), v) for k, v in state_dict.items())
+        if not any(k.startswith(_TRUNK) for k in state_dict):
+            # timm's filter reads ``model.head`` only for CLIP projections, which the backbone drops.
+            state_dict = checkpoint_filter_fn(state_dict, SimpleNamespace(head=None))
+            renamed = OrderedDict()
+            for k, v in state_dict.items():
+                k = k.replace('lkb_reparam', 'reparam_conv')
+                # A fused positional conv sits directly under its ``network`` entry; timm's filter
+                # files it with the stage's blocks.
+                k = re.sub(r'^stages\.(\d+)\.blocks\.reparam_conv\.', r'stages.\1.pos_emb.reparam_conv.',
+                           k)
+                renamed[k] = v
+            state_dict = renamed
+        return OrderedDict((k, v) for k, v in state_dict.items() if k.startswith(_TRUNK))
+
+    @staticmethod
+    def is_fused(state_dict) -> bool:
+        return any('reparam_conv' in k for k in state_dict)
+
+    def check(self, model, state_dict, source: str) -> None:
+        fused = self.is_fused(state_dict)
+        if state_dict and fused != bool(model.deploy):
+            raise CheckpointError(
+                f'{source} holds {"fused" if fused else "unfused"} FastViT weights but the backbone '
+                f'was built with deploy={model.deploy}: set deploy={fused} '
+                '(fused weights are for inference only; train from unfused ones)')
+
+    def guess_arch(self, state_dict) -> Optional[str]:
+        ours = {k: tuple(v.shape) for k, v in state_dict.items()}
+        for arch in FASTVIT_ARCHS:
+            for deploy in (False, True):
+                with torch.device('meta'):
+                    trunk = timm.create_model(f'fastvit_{arch}', fork_feat=True,
+                                              inference_mode=deploy)
+                reference = {k: tuple(v.shape) for k, v in trunk.state_dict().items()
+                             if k.startswith(_TRUNK)}
+                if reference == ours:
+                    return arch + (' (fused)' if deploy else '')
+        return None
+
+    def build(self, arch: str, state_dict) -> 'FastViT':
+        return FastViT(arch, deploy=self.is_fused(state_dict))
+
+
+FastViT.checkpoint_adapter = FastViTCheckpoints()

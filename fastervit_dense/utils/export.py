@@ -1,13 +1,27 @@
-"""Helpers that make whole models exportable to ONNX with dynamic height and width.
+"""ONNX export with dynamic batch, height and width: one file for every input size.
 
-``adaptive_avg_pool2d`` (used by UperNet's pyramid pooling) has no ONNX form when the input size is
-dynamic. :class:`MatrixAdaptiveAvgPool2d` computes the same pooling as two matrix products whose
-matrices are built from the input's size, so the exported graph follows the input.
+* :func:`export_onnx` traces a tensor-in, tensors-out module (a backbone, or a whole model wrapped
+  to return tensors) with the TorchScript exporter at opset 17; :func:`compare_with_onnxruntime`
+  runs the file at other sizes and compares it with PyTorch.
+* ``adaptive_avg_pool2d`` (used by UperNet's pyramid pooling) has no ONNX form when the input size
+  is dynamic. :class:`MatrixAdaptiveAvgPool2d` computes the same pooling as two matrix products
+  whose matrices are built from the input's size, so the exported graph follows the input;
+  :func:`make_exportable` swaps it in.
+
+Backbones from the command line (FastViT is exported fused)::
+
+    python -m fastervit_dense.utils.export fastervit-0 out.onnx [--checkpoint SOURCE]
+        [--shape 224 224] [--verify 320x480,97x300]
 """
+import argparse
+import inspect
+from typing import List, Sequence, Tuple
+
 import torch
 import torch.nn as nn
 
-__all__ = ['MatrixAdaptiveAvgPool2d', 'make_exportable']
+__all__ = ['MatrixAdaptiveAvgPool2d', 'make_exportable', 'export_onnx', 'compare_with_onnxruntime',
+           'build_backbone']
 
 
 def adaptive_pooling_matrix(length, cells: int, dtype, device) -> torch.Tensor:
@@ -47,3 +61,95 @@ def make_exportable(model: nn.Module) -> nn.Module:
         else:
             make_exportable(child)
     return model
+
+
+def torchscript_exporter() -> dict:
+    """Arguments that make ``torch.onnx.export`` use the TorchScript exporter, which traces the
+    size arithmetic into the graph: torch >= 2.5 has a ``dynamo`` switch (on by default from 2.9),
+    torch 2.4 only the TorchScript exporter."""
+    return {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
+
+
+def export_onnx(module: nn.Module, path, shape: Sequence[int] = (224, 224), opset: int = 17
+                ) -> List[str]:
+    """Exports ``module`` (image ``x`` (B, 3, H, W) -> a tensor or a tuple of (B, C, h, w) tensors)
+    with batch, height and width dynamic in the input and every output. Returns the output names."""
+    module.eval()
+    x = torch.randn(1, 3, *shape)
+    with torch.no_grad():
+        outputs = module(x)
+    num_outputs = len(outputs) if isinstance(outputs, (tuple, list)) else 1
+    names = [f'out{i}' for i in range(num_outputs)]
+    axes = {'x': {0: 'batch', 2: 'height', 3: 'width'}}
+    axes.update({n: {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'} for n in names})
+    torch.onnx.export(module, x, str(path), input_names=['x'], output_names=names,
+                      dynamic_axes=axes, opset_version=opset, **torchscript_exporter())
+    return names
+
+
+def compare_with_onnxruntime(module: nn.Module, path, sizes: Sequence[Tuple[int, int]],
+                             seed: int = 0) -> dict:
+    """``'HxW' -> largest difference / largest magnitude`` of the file's outputs (onnxruntime, CPU)
+    against ``module``'s on the same random image, at each size."""
+    import numpy as np
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    generator = torch.Generator().manual_seed(seed)
+    errors = {}
+    for height, width in sizes:
+        x = torch.randn(1, 3, height, width, generator=generator)
+        with torch.no_grad():
+            expected = module(x)
+        expected = expected if isinstance(expected, (tuple, list)) else [expected]
+        outputs = session.run(None, {'x': x.numpy()})
+        if len(outputs) != len(expected) or any(o.shape != tuple(e.shape)
+                                                for o, e in zip(outputs, expected)):
+            raise RuntimeError(f'{path} at {height}x{width}: output shapes '
+                               f'{[o.shape for o in outputs]} differ from PyTorch\'s '
+                               f'{[tuple(e.shape) for e in expected]}')
+        errors[f'{height}x{width}'] = max(
+            float(np.abs(o - e.numpy()).max() / max(np.abs(e.numpy()).max(), 1e-12))
+            for o, e in zip(outputs, expected))
+    return errors
+
+
+def build_backbone(name: str, checkpoint=None) -> nn.Module:
+    """``'fastervit-<arch>'`` or ``'fastvit-<arch>'`` in eval mode, with raw stage outputs, loaded
+    from ``checkpoint`` (a path, URL or hf-hub id) when given; FastViT fused."""
+    from ..models import FasterViT, FastViT
+    kind, _, arch = name.partition('-')
+    classes = {'fastervit': FasterViT, 'fastvit': FastViT}
+    if kind not in classes or not arch:
+        raise ValueError(f'unknown backbone {name!r}: use fastervit-<arch> or fastvit-<arch>, e.g. '
+                         'fastervit-0, fastvit-sa12')
+    model = classes[kind](arch, out_norm_cfg=None)
+    if checkpoint:
+        model.load_pretrained(checkpoint)
+    if kind == 'fastvit':
+        model.switch_to_deploy()
+    return model.eval()
+
+
+def _parse_sizes(text: str) -> List[Tuple[int, int]]:
+    return [tuple(int(v) for v in s.split('x')) for s in text.split(',') if s]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description='Export a backbone to ONNX with dynamic sizes')
+    parser.add_argument('backbone', help='fastervit-<arch> or fastvit-<arch>')
+    parser.add_argument('out', help='ONNX file to write')
+    parser.add_argument('--checkpoint', default=None, help='weights: a path, URL or hf-hub id')
+    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], help='tracing size H W')
+    parser.add_argument('--verify', default='320x480,97x300', help='sizes to check ("" to skip)')
+    args = parser.parse_args(argv)
+    model = build_backbone(args.backbone, args.checkpoint)
+    names = export_onnx(model, args.out, args.shape)
+    print(f'exported {args.backbone} to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
+          'height and width)')
+    for size, error in compare_with_onnxruntime(model, args.out, _parse_sizes(args.verify)).items():
+        print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

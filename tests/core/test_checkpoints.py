@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from fastervit_dense import FasterViT, FastViT
-from fastervit_dense.checkpoint import CheckpointError, load_checkpoint_file, load_pretrained
-from reference import (StageFeatures, official_fastervit, randomize_, relative_error,
+from fastervit_dense.checkpoint import CheckpointError, load_checkpoint_file
+from fastervit_dense.testing.reference import (StageFeatures, official_fastervit, randomize_, relative_error,
                        save_official_checkpoint, timm_fastvit, timm_fastvit_features,
                        to_apple_layout)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_tool(script, *args):
@@ -84,7 +84,7 @@ def test_fastervit_converter_keeps_backbone_and_matches_official(tmp_path,
 def test_direct_loading_logs_counts_and_missing_output_norms(official_fastervit0_checkpoint):
     model = FasterViT('0', init_cfg=dict(type='Pretrained',
                                          checkpoint=str(official_fastervit0_checkpoint)))
-    report = load_pretrained(model, str(official_fastervit0_checkpoint), kind='fastervit')
+    report = model.load_pretrained(str(official_fastervit0_checkpoint))
     assert report['unexpected'] == []
     assert sorted(report['missing']) == sorted(
         f'out_norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
@@ -131,51 +131,6 @@ def test_checkpoint_of_another_model_is_an_error(tmp_path):
     torch.save({'conv1.weight': torch.zeros(64, 3, 7, 7), 'fc.weight': torch.zeros(10, 512)}, path)
     with pytest.raises(CheckpointError, match='no tensor in the checkpoint matches the FasterViT'):
         pretrained(FasterViT, path, arch='0')
-
-
-def test_whole_detector_checkpoint_loads_back(tmp_path):
-    """A detector saved by a training run loads (as mmengine's load_from does) into a fresh one, and
-    its backbone alone loads through init_cfg."""
-    from mmdet.registry import MODELS
-    from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint, save_checkpoint
-    init_default_scope('mmdet')
-    cfg = dict(
-        type='RetinaNet',
-        data_preprocessor=dict(type='DetDataPreprocessor', mean=[0, 0, 0], std=[1, 1, 1]),
-        backbone=dict(type='FasterViT', arch=dict(
-            depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[7, 7, 7, 7], ct_size=2,
-            dim=16, in_dim=8, mlp_ratio=2., hat=[False, False, True, False], layer_scale=None,
-            propagation=False, drop_path_rate=0.), out_indices=(1, 2, 3)),
-        neck=dict(type='FPN', in_channels=[32, 64, 128], out_channels=32, start_level=0,
-                  add_extra_convs='on_input', num_outs=5),
-        bbox_head=dict(type='RetinaHead', num_classes=3, in_channels=32, feat_channels=32,
-                       stacked_convs=1,
-                       anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                                             scales_per_octave=1, ratios=[1.0],
-                                             strides=[8, 16, 32, 64, 128]),
-                       bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.] * 4,
-                                       target_stds=[1.] * 4),
-                       loss_cls=dict(type='FocalLoss', use_sigmoid=True, loss_weight=1.0),
-                       loss_bbox=dict(type='L1Loss', loss_weight=1.0)),
-        test_cfg=dict(nms_pre=100, score_thr=0.0, nms=dict(type='nms', iou_threshold=0.5),
-                      max_per_img=10))
-    trained = MODELS.build(cfg).eval()
-    path = tmp_path / 'epoch_1.pth'
-    save_checkpoint(trained.state_dict(), str(path))
-    fresh = MODELS.build(cfg).eval()
-    load_checkpoint(fresh, str(path), strict=True)
-    x = torch.randn(1, 3, 128, 160)
-    with torch.no_grad():
-        for a, b in zip(trained.extract_feat(x), fresh.extract_feat(x)):
-            assert torch.equal(a, b)
-    backbone = FasterViT(arch=cfg['backbone']['arch'], out_indices=(1, 2, 3),
-                         init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                       prefix='backbone.'))
-    backbone.init_weights()
-    with torch.no_grad():
-        for a, b in zip(backbone.eval()(x), trained.backbone(x)):
-            assert torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------------ FastViT
@@ -290,26 +245,17 @@ def test_truncated_file_is_named_and_nothing_is_written(truncated_checkpoint, tm
     assert not dst.exists()
 
 
-def test_missing_file_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r'does not exist: download the published file'):
+def test_missing_file_says_how_to_name_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"does not exist: fix the path, or name an "
+                       r"http\(s\):// URL or a Hugging Face Hub id \('hf-hub:OWNER/REPO'\)"):
         pretrained(FasterViT, tmp_path / 'checkpoints' / 'fastervit_0_224_1k.pth.tar', arch='0')
 
 
 def test_published_training_checkpoint_needs_only_namespace(official_fastervit0_checkpoint):
     """The official layout holds an argparse.Namespace beyond torch's defaults, and nothing else."""
-    from reference import non_torch_globals
+    from fastervit_dense.testing.reference import non_torch_globals
     assert non_torch_globals(official_fastervit0_checkpoint) == {'argparse.Namespace'}
     checkpoint = load_checkpoint_file(official_fastervit0_checkpoint)
     assert checkpoint['args'].model == 'faster_vit_0_224'
 
 
-def test_loading_keeps_the_process_wide_allowlist(official_fastervit0_checkpoint, tmp_path):
-    """After the kit reads a file, mmengine's own loader still accepts mmengine checkpoints."""
-    from mmengine.logging import HistoryBuffer
-    from mmengine.runner.checkpoint import _load_checkpoint
-    load_checkpoint_file(official_fastervit0_checkpoint)
-    buffer = HistoryBuffer()
-    buffer.update(1.0)
-    path = tmp_path / 'runner.pth'
-    torch.save({'state_dict': {}, 'message_hub': {'log_scalars': {'loss': buffer}}}, path)
-    assert _load_checkpoint(str(path))['message_hub']['log_scalars']['loss'].mean() == 1.0

@@ -222,16 +222,6 @@ def test_with_cp_keeps_only_checkpoint_inputs_for_backward():
     assert not any(112 in shape for _, shape in checkpointed.values()), checkpointed.values()
 
 
-@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
-def test_builds_from_each_registry(scope):
-    import importlib
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    model = registry.build(dict(type='FasterViT', arch=TINY, out_indices=(0, 1, 2, 3)))
-    assert isinstance(model, FasterViT)
-    outs = model.eval()(torch.randn(1, 3, 64, 80))
-    assert [tuple(o.shape) for o in outs] == expected_shapes(model, 1, 64, 80)
-
-
 def test_presets_build_with_published_channels():
     for arch, dim in [('0', 64), ('1', 80), ('2', 96)]:
         assert FasterViT(arch).num_features == [dim, 2 * dim, 4 * dim, 8 * dim]
@@ -355,3 +345,32 @@ def test_gelu_works_in_place_only_when_no_gradient_is_recorded():
     reference = x.clone().requires_grad_()
     torch.nn.functional.gelu(reference).sum().backward()
     torch.testing.assert_close(leaf.grad, reference.grad)
+
+
+@pytest.mark.parametrize('cfg,cls', [
+    (dict(type='LN2d', eps=1e-6), 'LayerNorm2d'), (dict(type='BN'), 'BatchNorm2d'),
+    (dict(type='SyncBN', momentum=0.01), 'SyncBatchNorm'),
+    (dict(type='GN', num_groups=8, requires_grad=False), 'GroupNorm')])
+def test_output_norms_from_openmmlab_norm_configs(cfg, cls):
+    model = tiny(out_norm_cfg=cfg, out_indices=(1, 3))
+    assert [type(getattr(model, f'out_norm{i}')).__name__ for i in (1, 3)] == [cls, cls]
+    assert all(p.requires_grad == cfg.get('requires_grad', True)
+               for p in model.out_norm1.parameters())
+
+
+@pytest.mark.parametrize('cfg,text', [
+    (dict(type='IN'), r"out_norm_cfg type 'IN' is not supported; use one of LN2d, .*GN, or None"),
+    (dict(type='GN'), 'needs num_groups'), (dict(type='BN', bogus=1), r"out_norm_cfg .*bogus"),
+    ('LN2d', 'must be None or a dict')])
+def test_bad_output_norm_configs_are_named(cfg, text):
+    with pytest.raises((ValueError, TypeError), match=text):
+        tiny(out_norm_cfg=cfg)
+
+
+@pytest.mark.parametrize('init_cfg,text', [
+    (dict(type='Kaiming'), r'init_cfg must be None or dict\(type="Pretrained"'),
+    (dict(type='Pretrained'), 'needs "checkpoint"'),
+    (dict(type='Pretrained', checkpoint='x.pth', strict=True), r"unknown: \['strict'\]")])
+def test_unsupported_init_cfg_is_named(init_cfg, text):
+    with pytest.raises(ValueError, match=text):
+        tiny(init_cfg=init_cfg)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastervit_dense import FasterViT
-from reference import (StageFeatures, load_into_official, official_fastervit, randomize_,
+from fastervit_dense.testing.reference import (StageFeatures, load_into_official, official_fastervit, randomize_,
                        relative_error, save_official_checkpoint)
 
 TOLERANCE = 1e-4  # of the feature scale, float32

@@ -1,15 +1,12 @@
 """ONNX export with dynamic batch, height and width: one file, every size."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from fastervit_dense import FasterViT, FastViT
+from fastervit_dense.utils.export import torchscript_exporter
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [(2, 320, 480), (1, 97, 300), (1, 100, 100)]  # 100x100: stage 3 has a single window
 
 
@@ -36,27 +33,32 @@ def test_backbone_exports_once_for_every_size(tmp_path, build):
         model(torch.randn(1, 3, 64, 64))
     path = tmp_path / 'backbone.onnx'
     torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), input_names=['x'],
-                      dynamic_axes={'x': {0: 'b', 2: 'h', 3: 'w'}}, opset_version=17, dynamo=False)
+                      dynamic_axes={'x': {0: 'b', 2: 'h', 3: 'w'}}, opset_version=17,
+                      **torchscript_exporter())
     run_onnx(path, model, SIZES)
-
-
-def test_export_tool_writes_a_dynamic_upernet_segmentor(tmp_path):
-    config = os.path.join(ROOT, 'configs', 'fastervit', 'upernet_fastervit-0_8xb2-160k_ade20k-512x512.py')
-    out = tmp_path / 'upernet.onnx'
-    result = subprocess.run([sys.executable, 'tools/deployment/export_onnx.py', config, str(out),
-                             '--what', 'model', '--shape', '256', '256',
-                             '--verify', '320x480,97x300,128x128'],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    differences = [float(line.rsplit(' ', 1)[1]) for line in result.stdout.splitlines()
-                   if 'max relative difference' in line]
-    assert len(differences) == 3 and max(differences) < 1e-3, result.stdout
 
 
 @pytest.mark.parametrize('size', [(1, 1), (5, 7), (13, 29), (32, 32), (6, 100)])
 @pytest.mark.parametrize('cells', [1, 2, 3, 6])
 def test_matrix_adaptive_pooling_equals_pytorch(size, cells):
-    from fastervit_dense.deploy import MatrixAdaptiveAvgPool2d
+    from fastervit_dense.utils.export import MatrixAdaptiveAvgPool2d
     x = torch.randn(2, 3, *size, dtype=torch.float64)
     expected = torch.nn.AdaptiveAvgPool2d(cells)(x)
     torch.testing.assert_close(MatrixAdaptiveAvgPool2d(cells)(x), expected)
+
+
+def test_backbone_export_command_line(tmp_path):
+    """``python -m fastervit_dense.utils.export``: a fused FastViT at sizes other than the traced one."""
+    from fastervit_dense.utils.export import main
+    out = tmp_path / 'fastvit.onnx'
+    assert main(['fastvit-t8', str(out), '--shape', '128', '128', '--verify', '97x300,64x200']) == 0
+    assert out.exists()
+
+
+def test_compare_with_onnxruntime_reports_each_size(tmp_path):
+    from fastervit_dense.utils.export import compare_with_onnxruntime, export_onnx
+    model = FastViT('t8', out_norm_cfg=None).switch_to_deploy().eval()
+    path = tmp_path / 'm.onnx'
+    assert export_onnx(model, path, (96, 96)) == ['out0', 'out1', 'out2', 'out3']
+    errors = compare_with_onnxruntime(model, path, [(64, 160), (130, 70)])
+    assert sorted(errors) == ['130x70', '64x160'] and max(errors.values()) < 1e-3

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastervit_dense.models.layout import (carrier_grid_to_windows, carrier_pooling_matrix,
+from fastervit_dense.models.windows import (carrier_grid_to_windows, carrier_pooling_matrix,
                                            carrier_windows_to_grid, pad_to_window_multiple,
                                            window_partition, window_reverse)
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fastervit_dense.testing.batches import det_batch, seg_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'fastervit', '*.py')) +
                  glob.glob(os.path.join(ROOT, 'configs', 'fastvit', '*.py')))
 
@@ -22,7 +24,7 @@ def load(name_or_path):
 
 
 def registry(cfg):
-    import fastervit_dense  # noqa: F401
+    import fastervit_dense.mm  # noqa: F401
     if cfg.default_scope == 'mmdet':
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules
@@ -55,7 +57,7 @@ def test_config_names_follow_openmmlab_naming():
 @pytest.mark.parametrize('path', CONFIGS, ids=[os.path.basename(p)[:-3] for p in CONFIGS])
 def test_every_config_builds_its_model(path):
     cfg = load(path)
-    assert cfg.custom_imports == dict(imports=['fastervit_dense'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
     assert cfg.model.backbone.type in ('FasterViT', 'FastViT')
     assert cfg.optim_wrapper.constructor == 'NoDecayOptimWrapperConstructor'
     model = build(cfg)
@@ -66,58 +68,19 @@ def test_every_config_builds_its_model(path):
     assert channels == list(neck_in if neck_in is not None else head_in)
 
 
-def test_pretrained_paths_point_at_published_file_names():
+def test_every_config_names_its_published_weights_by_url_or_hub_id():
+    """Each config's ImageNet weights are its preset's published file (by URL for FasterViT, by
+    timm's hub id for FastViT), exactly what ``published_weights(arch)`` gives."""
+    from fastervit_dense import FasterViT, FastViT
+    classes = dict(FasterViT=FasterViT, FastViT=FastViT)
     for path in CONFIGS:
-        checkpoint = Config.fromfile(path).model.backbone.init_cfg.checkpoint
-        assert checkpoint.startswith('checkpoints/') and (
-            checkpoint.endswith('_224_1k.pth.tar') or '21k' in checkpoint
-            or checkpoint.startswith('checkpoints/fastvit_')), (path, checkpoint)
+        backbone = Config.fromfile(path).model.backbone
+        checkpoint = backbone.init_cfg.checkpoint
+        assert checkpoint.startswith(('https://', 'hf-hub:')), (path, checkpoint)
+        assert checkpoint == classes[backbone.type].published_weights(backbone.arch), path
 
 
 # ------------------------------------------------------------------------------- training steps
-def _det_batch(shapes, with_mask, num_classes, seed=0):
-    """Images with three well-formed boxes each (at least 24 px a side) and their box masks."""
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    gen = torch.Generator().manual_seed(seed)
-    inputs, samples = [], []
-    for c, h, w in shapes:
-        inputs.append(torch.randint(0, 256, (c, h, w), dtype=torch.uint8, generator=gen))
-        x1 = torch.randint(0, w - 48, (3, ), generator=gen).float()
-        y1 = torch.randint(0, h - 48, (3, ), generator=gen).float()
-        bw = torch.randint(24, 48, (3, ), generator=gen).float()
-        bh = torch.randint(24, 48, (3, ), generator=gen).float()
-        boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                             scale_factor=(1.0, 1.0), img_id=0, img_path='x.jpg'))
-        gt = InstanceData(bboxes=boxes, labels=torch.randint(0, num_classes, (3, ), generator=gen))
-        if with_mask:
-            masks = torch.zeros(3, h, w, dtype=torch.uint8)
-            for i, (a, b, c_, d) in enumerate(boxes.long().tolist()):
-                masks[i, b:d, a:c_] = 1
-            gt.masks = BitmapMasks(masks.numpy(), h, w)
-        sample.gt_instances = gt
-        sample.ignored_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def _seg_batch(shapes, num_classes):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for c, h, w in shapes:
-        inputs.append(torch.randint(0, 256, (c, h, w), dtype=torch.uint8))
-        sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, h, w)))
-        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                 scale_factor=(1.0, 1.0), flip=False, img_path='synthetic.png',
-                                 reduce_zero_label=False))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 FAMILIES = [
     # (config, override, input shapes): a smaller variant stands in for the large ones.
     ('fastervit/dino-4scale_fastervit-0_8xb2-12e_coco.py', {}, [(3, 256, 320)]),
@@ -147,9 +110,9 @@ def test_family_trains_one_step_and_predicts(config, override, shapes):
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     if cfg.default_scope == 'mmdet':
-        batch = _det_batch(shapes, with_mask='mask' in config, num_classes=80)
+        batch = det_batch(shapes, with_mask='mask' in config, num_classes=80)
     else:
-        batch = _seg_batch(shapes, num_classes=150)
+        batch = seg_batch(shapes, num_classes=150)
     before = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
     losses = model.train_step(copy.deepcopy(batch), optim_wrapper)
     assert losses and all(torch.isfinite(v).all() for v in losses.values())
@@ -190,3 +153,15 @@ def test_no_decay_survives_custom_keys_in_dino():
     assert qkv['weight_decay'] == base_wd and qkv['lr'] == pytest.approx(0.1 * base_lr)
     head = next(g for n, g in groups.items() if n.startswith('bbox_head') and n.endswith('weight'))
     assert head['lr'] == pytest.approx(base_lr)
+
+
+def test_metafiles_list_every_config_with_its_pretrained_weights():
+    import yaml
+    listed = {}
+    for folder in ('fastervit', 'fastvit'):
+        meta = yaml.safe_load(open(os.path.join(ROOT, 'configs', folder, 'metafile.yml')))
+        for model in meta['Models']:
+            listed[os.path.join(ROOT, model['Config'])] = model['Metadata']['Pretrained Weights']
+    assert sorted(listed) == CONFIGS
+    for path, weights in listed.items():
+        assert Config.fromfile(path).model.backbone.init_cfg.checkpoint == weights, path

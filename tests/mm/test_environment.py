@@ -1,19 +1,35 @@
-"""The pinned stack is installed and its compiled parts run on this machine."""
+"""The verified stack of ``requirements/lock.txt`` is what is installed, and its compiled parts run
+on this machine."""
 import importlib.metadata as metadata
+import os
+import re
 
 import pytest
 import torch
 
-PINNED = {
-    'torch': '2.13.0', 'torchvision': '0.28.0', 'mmengine': '0.10.7', 'mmcv': '2.1.0',
-    'mmdet': '3.3.0', 'mmsegmentation': '1.2.2', 'timm': '1.0.31', 'fastervit': '1.0.0',
-}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize('package,version', sorted(PINNED.items()))
-def test_pinned_versions(package, version):
+def locked_versions() -> dict:
+    versions = {}
+    for line in open(os.path.join(ROOT, 'requirements', 'lock.txt')):
+        match = re.match(r'([A-Za-z0-9_.-]+)==([^\s;]+)', line)
+        if match:
+            versions[match.group(1).lower().replace('_', '-')] = match.group(2)
+    return versions
+
+
+def test_lock_file_pins_the_stack():
+    locked = locked_versions()
+    for package in ('torch', 'torchvision', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'timm',
+                    'fastervit', 'numpy', 'onnxruntime'):
+        assert package in locked, package
+
+
+@pytest.mark.parametrize('package', sorted(locked_versions()))
+def test_installed_versions_are_the_locked_ones(package):
     installed = metadata.version(package)
-    assert installed.split('+')[0] == version
+    assert installed.split('+')[0] == locked_versions()[package]
     if package == 'torch':
         # The CPU-only local wheel breaks torchvision's compiled ops; the standard build is required.
         assert '+cpu' not in installed
@@ -63,6 +79,7 @@ def test_timm_fastvit_runs():
 
 def test_kit_imports_and_registers_its_backbones():
     import fastervit_dense
+    import fastervit_dense.mm  # noqa: F401
     from mmdet.registry import MODELS as DET
     from mmseg.registry import MODELS as SEG
     for registry in (DET, SEG):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
 
@@ -80,7 +80,7 @@ def test_backbones_train_at_extreme_sizes(size):
 
 
 def test_corrupted_file_in_a_training_set_is_named(tmp_path):
-    from fastervit_dense.synthetic import make_semantic_dataset
+    from fastervit_dense.testing.synthetic import make_semantic_dataset
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS

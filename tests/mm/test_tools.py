@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
 
@@ -51,8 +51,9 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
     # Beyond torch's defaults, the checkpoint holds only the data types the kit allowlists (never
     # getattr, which mmengine's HistoryBuffer would otherwise need).
     from fastervit_dense.checkpoint import SAFE_GLOBALS
-    from reference import non_torch_globals
-    allowed = {f'{g.__module__}.{g.__qualname__}' for g in SAFE_GLOBALS}
+    from fastervit_dense.mm.checkpoint import mmengine_safe_globals
+    from fastervit_dense.testing.reference import non_torch_globals
+    allowed = {f'{g.__module__}.{g.__qualname__}' for g in SAFE_GLOBALS + mmengine_safe_globals()}
     found = non_torch_globals(checkpoint)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
     assert 'builtins.getattr' not in found and found <= allowed, found - allowed
@@ -116,7 +117,7 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     output = run('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth', fused_path)
     assert 'model.backbone.deploy=True' in output
 
-    import fastervit_dense  # noqa: F401
+    import fastervit_dense.mm  # noqa: F401
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     init_default_scope('mmdet')

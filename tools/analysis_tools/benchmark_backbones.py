@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,27 +32,9 @@ import warnings
 
 import torch
 
+from fastervit_dense.utils.benchmark import parse_size, peak_mib
+
 warnings.filterwarnings('ignore')
-
-
-def process_memory_mib(field: str = 'VmHWM') -> float:
-    """This process's own resident memory from /proc: its peak (``VmHWM``) or current size
-    (``VmRSS``). ru_maxrss is not usable for the peak: Linux keeps it across exec, so a child started
-    by a large parent would report the parent's peak."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1]) / 1024
-    if field == 'VmHWM':
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    raise RuntimeError(f'/proc/self/status has no {field}')
-
-
-def peak_mib(device: str) -> float:
-    """Peak memory so far: CUDA's peak allocation, or this process's peak resident memory."""
-    if device == 'cuda':
-        return torch.cuda.max_memory_allocated() / 2**20
-    return process_memory_mib('VmHWM')
 
 
 DEFAULT_SIZES = '224x224,512x512,576x960,800x1333'
@@ -81,22 +62,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def parse_size(text):
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise SystemExit(f'bad size {text!r}: expected HxW, e.g. 576x960') from None
-    return height, width
-
-
 # ------------------------------------------------------------------------------ model builders
 def build(name, size, window_size=None, fused=False):
     """A backbone in eval mode by benchmark name; peers use the same names with a prefix."""
     import fastervit_dense  # noqa: F401
     kind, _, arch = name.partition('-')
     if name.startswith('official-fastervit-'):
-        sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'tests'))
-        from reference import official_fastervit
+        from fastervit_dense.testing.reference import official_fastervit
         kwargs = dict(window_size=window_size) if window_size else {}
         return official_fastervit(name[len('official-fastervit-'):], size, **kwargs)
     if kind == 'fastervit':
@@ -244,7 +216,7 @@ def main(argv=None):
         raise SystemExit('--device cuda: no CUDA device is available here')
     from mmengine.utils import ProgressBar
 
-    from fastervit_dense.flops import count_macs
+    from fastervit_dense.mm.flops import count_macs
 
     dtype = getattr(torch, args.dtype)
     names = [n.strip() for n in args.backbones.split(',') if n.strip()]

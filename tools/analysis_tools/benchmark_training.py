@@ -33,12 +33,11 @@ import warnings
 
 import torch
 
-warnings.filterwarnings('ignore')
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark_backbones import parse_size, peak_mib, process_memory_mib  # noqa: E402
+from fastervit_dense.utils.benchmark import parse_size, peak_mib, process_memory_mib
 
+warnings.filterwarnings('ignore')
+#: The repository root: the detector configs are read from its configs/ folder.
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 SWIN_T = dict(_delete_=True, type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
               num_heads=[3, 6, 12, 24], window_size=7, drop_path_rate=0.2, out_indices=(0, 1, 2, 3),
@@ -57,9 +56,8 @@ def detector_case(name, size, batch_size, repeat, device):
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
 
-    from fastervit_dense.launch import prepare_scope
-    sys.path.insert(0, osp.join(ROOT, 'tests'))
-    from test_configs import _det_batch
+    from fastervit_dense.mm.runner import prepare_scope
+    from fastervit_dense.testing.batches import det_batch
     config, backbone, extra = CASES[name]
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.model.backbone.init_cfg = None
@@ -71,7 +69,7 @@ def detector_case(name, size, batch_size, repeat, device):
     model.init_weights()
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    batch = _det_batch([(3, *size)] * batch_size, with_mask='mask' in name, num_classes=80)
+    batch = det_batch([(3, *size)] * batch_size, with_mask='mask' in name, num_classes=80)
     times = []
     for step in range(repeat + 1):
         start = time.perf_counter()

@@ -6,14 +6,11 @@ FLOPs are mmengine's count (multiply-accumulates) of one forward of ``model._for
 image; the backbone's fused attention is counted too.
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from fastervit_dense.launch import build_model, load_config  # noqa: E402
+from fastervit_dense.mm.runner import build_model, load_config
 
 
 def main(argv=None):
@@ -27,7 +24,7 @@ def main(argv=None):
     from mmengine.analysis import parameter_count
     from mmengine.model import revert_sync_batchnorm
 
-    from fastervit_dense.flops import count_macs
+    from fastervit_dense.mm.flops import count_macs
     model = revert_sync_batchnorm(build_model(cfg)).eval()
 
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),

@@ -5,19 +5,19 @@ file for every input size. FastViT is exported in its fused (deploy) form.
                                            [--shape H W] [--verify 320x480,97x300,64x64]
 
 ``--what model`` exports a segmentor (e.g. UperNet) from image to per-pixel class logits at the
-input's size; adaptive pooling layers (UperNet's pyramid pooling) are swapped for an exact
-matrix form that exports with dynamic sizes (``fastervit_dense.deploy``). ``--verify`` runs the exported file with onnxruntime at each size and compares it with
-PyTorch (relative to the output's largest magnitude).
+input's size; adaptive pooling layers (UperNet's pyramid pooling) are swapped for an exact matrix
+form that exports with dynamic sizes (``fastervit_dense.utils.export``). ``--verify`` runs the
+exported file with onnxruntime at each size and compares it with PyTorch (relative to the output's
+largest magnitude). Backbones alone export without OpenMMLab too: ``python -m
+fastervit_dense.utils.export fastervit-0 out.onnx``.
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from fastervit_dense.launch import build_model, load_config  # noqa: E402
+from fastervit_dense.mm.runner import build_model, load_config
+from fastervit_dense.utils.export import compare_with_onnxruntime, export_onnx
 
 
 class SegmentorLogits(torch.nn.Module):
@@ -49,38 +49,9 @@ def build(config, checkpoint, what):
         return model.backbone.eval()
     if cfg.default_scope != 'mmseg':
         raise SystemExit('--what model exports segmentors; for detectors export the backbone')
-    from fastervit_dense.deploy import make_exportable
+    from fastervit_dense.utils.export import make_exportable
     # eval() on the wrapper too: torch.onnx.export restores the top module's mode afterwards.
     return SegmentorLogits(make_exportable(model)).eval()
-
-
-def export(module, out, shape):
-    x = torch.randn(1, 3, *shape)
-    with torch.no_grad():
-        num_outputs = len(module(x)) if isinstance(module(x), (tuple, list)) else 1
-    names = [f'out{i}' for i in range(num_outputs)]
-    axes = {'x': {0: 'batch', 2: 'height', 3: 'width'}}
-    axes.update({n: {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'} for n in names})
-    torch.onnx.export(module, x, out, input_names=['x'], output_names=names, dynamic_axes=axes,
-                      opset_version=17, dynamo=False)
-    return names
-
-
-def verify(module, out, sizes):
-    import numpy as np
-    import onnxruntime as ort
-    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
-    errors = {}
-    for height, width in sizes:
-        x = torch.randn(1, 3, height, width)
-        with torch.no_grad():
-            expected = module(x)
-        expected = expected if isinstance(expected, (tuple, list)) else [expected]
-        outputs = session.run(None, {'x': x.numpy()})
-        errors[f'{height}x{width}'] = max(
-            float(np.abs(o - e.numpy()).max() / max(np.abs(e.numpy()).max(), 1e-12))
-            for o, e in zip(outputs, expected))
-    return errors
 
 
 def main(argv=None):
@@ -94,12 +65,12 @@ def main(argv=None):
                         help='sizes to check with onnxruntime ("" to skip)')
     args = parser.parse_args(argv)
     module = build(args.config, args.checkpoint, args.what)
-    names = export(module, args.out, args.shape)
+    names = export_onnx(module, args.out, args.shape)
     print(f'exported {args.what} to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
           'height and width)')
     if args.verify:
         sizes = [tuple(int(v) for v in s.split('x')) for s in args.verify.split(',')]
-        for size, error in verify(module, args.out, sizes).items():
+        for size, error in compare_with_onnxruntime(module, args.out, sizes).items():
             print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
 
 

@@ -12,17 +12,12 @@ no BatchNorm) but cannot be trained further.
 """
 import argparse
 import hashlib
-import os
 import os.path as osp
 import sys
-import tempfile
 
-import torch
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict,  # noqa: E402
-                                        load_checkpoint_file)
-from fastervit_dense.launch import build_model, load_config  # noqa: E402
+from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict, load_checkpoint_file,
+                                        save_atomic)
+from fastervit_dense.mm.runner import build_model, load_config
 
 
 def reparameterize(config: str, checkpoint: str, out: str) -> int:
@@ -50,16 +45,7 @@ def reparameterize(config: str, checkpoint: str, out: str) -> int:
     with open(checkpoint, 'rb') as f:
         meta.update(reparameterized_from=osp.basename(checkpoint),
                     source_sha256=hashlib.sha256(f.read()).hexdigest(), deploy=True)
-    folder = osp.dirname(osp.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(out), suffix='.tmp')
-    os.close(handle)
-    try:
-        torch.save({'meta': meta, 'state_dict': model.state_dict()}, tmp)
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    save_atomic({'meta': meta, 'state_dict': model.state_dict()}, out)
     return fused
 
 

@@ -1,0 +1,5 @@
+"""Training-engine pieces for mmengine's runner, laid out as mmdet lays out its own."""
+from .hooks import RNGStateHook
+from .optimizers import NoDecayOptimWrapperConstructor
+
+__all__ = ['RNGStateHook', 'NoDecayOptimWrapperConstructor']

@@ -1,0 +1,1 @@
+"""Helpers beside the models: ONNX export (``export``) and measurement (``benchmark``)."""

@@ -1,0 +1,153 @@
+"""The package's layers: a core that needs only torch, torchvision and timm, the OpenMMLab layer
+(``fastervit_dense.mm``) on top, and no import cycle anywhere."""
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGE = os.path.join(ROOT, 'fastervit_dense')
+OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmseg')
+#: Subpackages that are not the core: the OpenMMLab layer, and what tests and tools share.
+NOT_CORE = ('fastervit_dense.mm', 'fastervit_dense.testing')
+
+
+def module_name(path: str) -> str:
+    rel = os.path.relpath(path, ROOT)[:-len('.py')].replace(os.sep, '.')
+    return rel[:-len('.__init__')] if rel.endswith('.__init__') else rel
+
+
+def package_modules() -> dict:
+    modules = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith('.py'):
+                path = os.path.join(folder, name)
+                modules[module_name(path)] = path
+    return modules
+
+
+def imports_of(name: str, path: str) -> set:
+    """Every module ``name`` imports, at any level (module, function, class), made absolute."""
+    tree = ast.parse(open(path).read())
+    package = name if path.endswith('__init__.py') else name.rsplit('.', 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')
+                base = base[:len(base) - node.level + 1]
+                target = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            found.add(target)
+            # ``from . import mm`` imports a module, not a name.
+            found.update(f'{target}.{alias.name}' for alias in node.names)
+    return found
+
+
+def internal_graph() -> dict:
+    modules = package_modules()
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in imports_of(name, path) if m in modules and m != name}
+    return graph
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    graph = internal_graph()
+    # A package's __init__ runs before its submodules; importing one's own parent is not a cycle.
+    for name in graph:
+        graph[name] = {m for m in graph[name] if not name.startswith(m + '.')}
+    visiting, done, cycles = set(), set(), []
+
+    def visit(node, trail):
+        if node in done:
+            return
+        if node in visiting:
+            cycles.append(trail[trail.index(node):] + [node])
+            return
+        visiting.add(node)
+        for nxt in sorted(graph[node]):
+            visit(nxt, trail + [node])
+        visiting.discard(node)
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    assert not cycles, ' ; '.join(' -> '.join(c) for c in cycles)
+
+
+def test_core_modules_never_import_openmmlab_or_the_layers_above():
+    offending = []
+    for name, path in package_modules().items():
+        if name.startswith(NOT_CORE):
+            continue
+        for imported in imports_of(name, path):
+            top = imported.split('.')[0]
+            if top in OPENMMLAB or imported.startswith(NOT_CORE) or top == 'fastervit':
+                offending.append(f'{name} imports {imported}')
+    # The package's __init__ loads the OpenMMLab layer only when mmdet or mmseg is already loaded.
+    allowed = {'fastervit_dense imports fastervit_dense.mm'}
+    assert set(offending) <= allowed, offending
+
+
+_USE_THE_CORE = r'''
+import json, os, sys, tempfile
+import torch
+import fastervit_dense
+from fastervit_dense import FasterViT, FastViT
+from fastervit_dense.converters import convert_file
+from fastervit_dense.utils.export import export_onnx
+folder = tempfile.mkdtemp()
+model = FastViT('t8', out_norm_cfg=dict(type='BN')).eval()
+torch.save(model.state_dict(), os.path.join(folder, 'fastvit_t8.pth'))
+meta = convert_file(os.path.join(folder, 'fastvit_t8.pth'), os.path.join(folder, 'out.pth'), 'fastvit')
+report = FastViT('t8', out_norm_cfg=dict(type='GN', num_groups=4)).load_pretrained(
+    os.path.join(folder, 'out.pth'))
+tiny = dict(depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[7, 7, 7, 7], ct_size=2,
+            dim=16, in_dim=8, mlp_ratio=2., hat=[False, False, True, False], layer_scale=None,
+            propagation=False, drop_path_rate=0.)
+fastervit = FasterViT(tiny).eval()
+with torch.no_grad():
+    shapes = [tuple(o.shape) for o in fastervit(torch.randn(1, 3, 97, 130))]
+    model.switch_to_deploy()(torch.randn(1, 3, 64, 64))
+exported = False
+try:
+    import onnx  # noqa: F401
+    export_onnx(model, os.path.join(folder, 'm.onnx'), (64, 64))
+    exported = True
+except ImportError:
+    pass
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'mmcv', 'mmdet', 'mmseg'))
+print(json.dumps(dict(loaded=loaded, arch=meta['arch'], report=report['loaded'], shapes=shapes,
+                      exported=exported)))
+'''
+
+
+def test_using_the_core_loads_no_openmmlab_module():
+    """Building, running, converting, loading and exporting the backbones, in a fresh interpreter,
+    with OpenMMLab installed or not."""
+    result = subprocess.run([sys.executable, '-c', _USE_THE_CORE], capture_output=True, text=True,
+                            cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome['loaded'] == []
+    assert outcome['arch'] == 't8' and outcome['report'] > 100
+    assert outcome['shapes'] == [[1, 16, 25, 33], [1, 32, 13, 17], [1, 64, 7, 9], [1, 128, 4, 5]]
+
+
+def test_openmmlab_is_absent_from_the_core_environment():
+    """In the core's own environment (``make test-core``) no OpenMMLab package is installed at all;
+    in the full one this says which it has."""
+    import importlib.util
+    present = [m for m in OPENMMLAB if importlib.util.find_spec(m) is not None]
+    if os.path.basename(sys.prefix).startswith('.venv-core'):
+        assert present == []
+    else:
+        pytest.skip(f'full environment (has {", ".join(present) or "none"})')
