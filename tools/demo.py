@@ -13,11 +13,9 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 DET_CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG_CONFIG = osp.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
@@ -36,11 +34,17 @@ def parse_args(argv=None):
     parser.add_argument('--num-train', type=int, default=120)
     parser.add_argument('--num-val', type=int, default=30)
     parser.add_argument('--num-drawings', type=int, default=4)
+    parser.add_argument('--det-weights', default=None,
+                        help='ImageNet weights of the detector\'s FastViT-T8: a path, URL, hf-hub id '
+                        'or "published" (its published weights); default: a file under checkpoints/ '
+                        'if there is one, else random initialisation')
+    parser.add_argument('--seg-weights', default=None,
+                        help='the same for the segmentor\'s FasterViT-0')
     return parser.parse_args(argv)
 
 
 def ensure_data(root, num_train, num_val):
-    from fastervit_dense.synthetic import make_datasets
+    from fastervit_dense.testing.synthetic import make_datasets
     marker = osp.join(root, f'.complete_{num_train}_{num_val}')
     if osp.exists(marker):
         print(f'demo: data ready under {root}')
@@ -54,8 +58,16 @@ def first_existing(paths):
     return next((p for p in paths if osp.isfile(osp.join(ROOT, p)) or osp.isfile(p)), None)
 
 
+def weights_source(given, local_files, backbone, arch):
+    """The ImageNet weights a demo model starts from: ``given`` (a path, URL or hf-hub id, or
+    ``'published'``), else the first of ``local_files`` that exists, else None."""
+    if given == 'published':
+        return backbone.published_weights(arch)
+    return given or first_existing(local_files)
+
+
 def configure(path, work_dir, data_root, iters, checkpoint, kind):
-    from fastervit_dense.launch import load_config
+    from fastervit_dense.mm.runner import load_config
     cfg = load_config(path, work_dir=work_dir)
     sub = 'coco/' if kind == 'detection' else 'ade/'
     root = osp.join(data_root, sub)
@@ -105,7 +117,7 @@ def draw(runner, out_dir, prefix, count):
 
 
 def run(cfg, out_dir, prefix, count):
-    from fastervit_dense.launch import build_runner
+    from fastervit_dense.mm.runner import build_runner
     runner = build_runner(cfg)
     runner.train()
     metrics = runner.test()
@@ -116,17 +128,19 @@ def run(cfg, out_dir, prefix, count):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    import fastervit_dense  # noqa: F401
+    import fastervit_dense.mm  # noqa: F401
     os.makedirs(args.work_dir, exist_ok=True)
     ensure_data(args.data_root, args.num_train, args.num_val)
 
-    det_checkpoint = first_existing(DET_CHECKPOINTS)
-    seg_checkpoint = first_existing(SEG_CHECKPOINTS)
-    for name, found, paths in (('detector (FastViT-T8)', det_checkpoint, DET_CHECKPOINTS),
-                               ('segmentor (FasterViT-0)', seg_checkpoint, SEG_CHECKPOINTS)):
+    from fastervit_dense import FasterViT, FastViT
+    det_checkpoint = weights_source(args.det_weights, DET_CHECKPOINTS, FastViT, 't8')
+    seg_checkpoint = weights_source(args.seg_weights, SEG_CHECKPOINTS, FasterViT, '0')
+    for name, found, paths, flag in (
+            ('detector (FastViT-T8)', det_checkpoint, DET_CHECKPOINTS, '--det-weights'),
+            ('segmentor (FasterViT-0)', seg_checkpoint, SEG_CHECKPOINTS, '--seg-weights')):
         print(f'demo: {name}: ' + (f'starting from ImageNet weights {found}' if found else
-                                   f'no ImageNet weights at {paths[0]}: training from random '
-                                   'initialisation'))
+                                   f'no ImageNet weights at {paths[0]} nor {flag}: training from '
+                                   'random initialisation'))
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection')

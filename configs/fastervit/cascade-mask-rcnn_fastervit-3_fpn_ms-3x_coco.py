@@ -5,5 +5,8 @@ model = dict(
         arch='3',
         drop_path_rate=0.4,
         with_cp=True,  # large model at 800x1333: recompute blocks instead of storing activations
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_3_224_1k.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_3_224_1k.pth.tar')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

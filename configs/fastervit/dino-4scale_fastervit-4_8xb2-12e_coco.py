@@ -5,5 +5,8 @@ model = dict(
         arch='4',
         drop_path_rate=0.3,
         with_cp=True,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_4_224_1k.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_4_224_1k.pth.tar')),
     neck=dict(in_channels=[392, 784, 1568]))

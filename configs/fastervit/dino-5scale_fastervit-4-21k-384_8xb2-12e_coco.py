@@ -1,7 +1,7 @@
 # DINO 5-scale, 12 epochs, with the ImageNet-21K FasterViT-4 (384 weights): all four stages feed the
 # ChannelMapper, which adds a fifth level.
 _base_ = 'mmdet::dino/dino-5scale_swin-l_8xb2-12e_coco.py'
-custom_imports = dict(imports=['fastervit_dense'], allow_failed_imports=False)
+custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -13,8 +13,10 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.3,
         with_cp=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/fastervit_4_21k_384_w24.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_4_21k_384_w24.pth.tar')),
     neck=dict(in_channels=[196, 392, 784, 1568]))
 
 optim_wrapper = dict(constructor='NoDecayOptimWrapperConstructor')

@@ -1,7 +1,7 @@
 # Mask R-CNN 1x on COCO with FasterViT-0, on mmdet's Swin-T recipe (AdamW 1e-4, weight decay 0.05,
 # 12 epochs, steps at 8 and 11).
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-custom_imports = dict(imports=['fastervit_dense'], allow_failed_imports=False)
+custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
@@ -14,7 +14,10 @@ model = dict(
         # local, as in pre-training (its carrier layers would start from scratch).
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_0_224_1k.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_0_224_1k.pth.tar')),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
 # No weight decay on norms, position MLPs, the carrier tokenizer and layer scales. The constructor

@@ -4,6 +4,9 @@ model = dict(
     backbone=dict(
         arch='3',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_3_224_1k.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_3_224_1k.pth.tar')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

@@ -4,6 +4,9 @@ model = dict(
     backbone=dict(
         arch='4',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastervit_4_224_1k.pth.tar')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
+            'fastervit_4_224_1k.pth.tar')),
     decode_head=dict(in_channels=[196, 392, 784, 1568]),
     auxiliary_head=dict(in_channels=784))

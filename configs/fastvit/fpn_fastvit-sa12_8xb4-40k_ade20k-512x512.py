@@ -2,7 +2,7 @@
 # FastViT paper's segmentation setting, which follows PoolFormer's recipe (AdamW 2e-4, weight decay
 # 1e-4, poly decay with power 0.9).
 _base_ = 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['fastervit_dense'], allow_failed_imports=False)
+custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
 
 model = dict(
     pretrained=None,  # the base's ResNet weights; the backbone loads its own through init_cfg
@@ -12,7 +12,7 @@ model = dict(
         arch='sa12',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_sa12.pth.tar')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/fastvit_sa12.apple_in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
 train_dataloader = dict(batch_size=4)

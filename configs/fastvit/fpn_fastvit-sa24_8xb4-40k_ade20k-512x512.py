@@ -4,5 +4,5 @@ model = dict(
     backbone=dict(
         arch='sa24',
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_sa24.pth.tar')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/fastvit_sa24.apple_in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]))

@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='ma36',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_ma36.pth.tar')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/fastvit_ma36.apple_in1k')),
     decode_head=dict(in_channels=[76, 152, 304, 608]),
     auxiliary_head=dict(in_channels=304))

@@ -4,6 +4,6 @@ model = dict(
     backbone=dict(
         arch='sa36',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fastvit_sa36.pth.tar')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/fastvit_sa36.apple_in1k')),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(in_channels=256))
