@@ -3,7 +3,7 @@ PYTHON := .venv/bin/python
 CORE_PYTHON := .venv-core/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-core test test-core demo lock clean-env
+.PHONY: setup setup-core test test-core test-core-lowest demo lock clean-env
 
 setup:
 	@bash tools/setup_env.sh
@@ -18,6 +18,13 @@ test: setup
 # The core's tests alone, in an environment without any OpenMMLab package.
 test-core: setup-core
 	$(CORE_PYTHON) -m pytest tests/core $(PYTEST_ARGS)
+
+# The core's tests at the lowest versions setup.py declares (with the huggingface_hub of timm
+# 1.0.20's time: timm 1.0.20's own hub loading fails with huggingface_hub 2.4), in .venv-core-custom.
+LOWEST := torch==2.4.1 torchvision==0.19.1 timm==1.0.20 huggingface_hub==0.35.3
+test-core-lowest:
+	@CORE_VERSIONS="$(LOWEST)" bash tools/setup_env.sh --core
+	.venv-core-custom/bin/python -m pytest tests/core $(PYTEST_ARGS)
 
 demo: setup
 	$(PYTHON) tools/demo.py

@@ -13,9 +13,8 @@
 #   2. (full stack) mmcv with its compiled ops, built once into a wheel cache outside the repository
 #      (about 14 minutes on 2 cores) and reused by every later environment;
 #   3. the kit in editable mode with its extras.
-# CORE_VERSIONS="torch==2.4.1 torchvision==0.19.1 timm==1.0.20" with --core installs those versions
-# instead of the lock file's (to run the core's tests at the lowest versions the kit declares), in
-# .venv-core-custom. On a ready machine it returns in about a second (a stamp records what was
+# CORE_VERSIONS="torch==2.4.1 ..." with --core installs those versions instead of the lock file's, in
+# .venv-core-custom (`make test-core-lowest` runs the core's tests at the lowest versions declared). On a ready machine it returns in about a second (a stamp records what was
 # installed).
 set -uo pipefail
 

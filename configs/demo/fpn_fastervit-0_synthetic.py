@@ -20,7 +20,7 @@ model = dict(
         arch='0',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.0,
-        init_cfg=None),  # tools/demo.py points this at checkpoints/ when the file is there
+        init_cfg=None),  # tools/demo.py sets this from --det-weights / --seg-weights
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
     decode_head=dict(in_channels=[64, 64, 64, 64], channels=64, num_classes=len(classes),
                      norm_cfg=norm_cfg))

@@ -20,7 +20,7 @@ model = dict(
         # 120 iterations, the same as a ResNet-18 in this recipe).
         out_norm_cfg=None,
         drop_path_rate=0.0,
-        init_cfg=None),  # tools/demo.py points this at checkpoints/ when the file is there
+        init_cfg=None),  # tools/demo.py sets this from --det-weights / --seg-weights
     neck=dict(in_channels=[48, 96, 192, 384], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(

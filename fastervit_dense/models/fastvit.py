@@ -6,6 +6,7 @@ and stages, returns each stage's output (for SA/MA variants the last output incl
 attention blocks) and adds the OpenMMLab backbone conventions. Module names follow timm (``stem.*``,
 ``stages.{i}.*``), so timm's ``fastvit_*`` weights load as they are.
 """
+import functools
 import re
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -148,6 +149,20 @@ class FastViT(DenseBackbone):
 _TRUNK = ('stem.', 'stages.')
 
 
+@functools.lru_cache(maxsize=None)
+def _trunk_shapes(arch: str, deploy: bool) -> Dict[str, tuple]:
+    """Parameter shapes of a FastViT trunk, built without memory on the meta device where the
+    installed timm allows it (timm 1.0.20 computes drop-path rates from a meta tensor there)."""
+    def build():
+        return timm.create_model(f'fastvit_{arch}', fork_feat=True, inference_mode=deploy)
+    try:
+        with torch.device('meta'):
+            trunk = build()
+    except NotImplementedError:
+        trunk = build()
+    return {k: tuple(v.shape) for k, v in trunk.state_dict().items() if k.startswith(_TRUNK)}
+
+
 class FastViTCheckpoints(CheckpointAdapter):
     """timm's ``fastvit_*`` weights (``.pth``, ``.bin``, ``.safetensors``, hub ids), Apple's
     published files, fused (``_reparam``) or not, MobileCLIP image encoders, and converted files.
@@ -193,12 +208,7 @@ class FastViTCheckpoints(CheckpointAdapter):
         ours = {k: tuple(v.shape) for k, v in state_dict.items()}
         for arch in FASTVIT_ARCHS:
             for deploy in (False, True):
-                with torch.device('meta'):
-                    trunk = timm.create_model(f'fastvit_{arch}', fork_feat=True,
-                                              inference_mode=deploy)
-                reference = {k: tuple(v.shape) for k, v in trunk.state_dict().items()
-                             if k.startswith(_TRUNK)}
-                if reference == ours:
+                if _trunk_shapes(arch, deploy) == ours:
                     return arch + (' (fused)' if deploy else '')
         return None
 
