@@ -178,3 +178,26 @@ def test_init_cfg_hub_id_in_an_mmseg_segmentor_offline(tmp_path):
                             text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == dict(same=True)
+
+
+def test_core_loading_report_reaches_mmengines_logger(official_fastervit0_checkpoint):
+    """With the OpenMMLab layer loaded, the core's one-line loading report goes to mmengine's
+    current logger (its console and the run's log file)."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        FasterViT('0').load_pretrained(str(official_fastervit0_checkpoint))
+    finally:
+        logger.removeHandler(handler)
+    assert any(m.startswith('FasterViT: loaded ') and '; missing 8: out_norm0.weight' in m
+               for m in messages), messages
