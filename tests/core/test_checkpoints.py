@@ -259,3 +259,16 @@ def test_published_training_checkpoint_needs_only_namespace(official_fastervit0_
     assert checkpoint['args'].model == 'faster_vit_0_224'
 
 
+
+
+def test_module_command_line_takes_the_kind(tmp_path):
+    """``python -m fastervit_dense.converters --kind fastvit SRC DST``: the tools' converter,
+    reachable without the repository's tools folder."""
+    src = tmp_path / 'fastvit_t8.pth'
+    torch.save(timm_fastvit('t8', seed=8).state_dict(), src)
+    dst = tmp_path / 'converted.pth'
+    result = subprocess.run([sys.executable, '-m', 'fastervit_dense.converters', '--kind', 'fastvit',
+                             str(src), str(dst)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'arch: t8 (inferred)' in result.stdout
+    assert torch.load(dst, weights_only=True)['meta']['arch'] == 't8'
