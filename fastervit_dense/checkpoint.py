@@ -134,7 +134,7 @@ class CheckpointAdapter:
     ``checkpoint_adapter``. The defaults describe a model whose checkpoints already use its own keys.
     """
 
-    #: Short name used in messages and in converted files' metadata.
+    #: The checkpoint kind: the converters' ``--kind`` and ``kind`` in converted files' metadata.
     kind: str = ''
 
     def convert(self, state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict[str, torch.Tensor]':
@@ -149,6 +149,10 @@ class CheckpointAdapter:
     def guess_arch(self, state_dict) -> Optional[str]:
         """The preset whose shapes the weights have, or None."""
         return None
+
+    def is_fused(self, state_dict) -> bool:
+        """Whether the weights are of the backbone's fused (deploy) structure."""
+        return False
 
     def check(self, model: torch.nn.Module, state_dict, source: str) -> None:
         """Raises :class:`CheckpointError` where the weights cannot serve ``model`` as built."""

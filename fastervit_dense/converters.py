@@ -6,7 +6,6 @@ module reads a source (a local file, a URL or an ``hf-hub:`` id), converts it, c
 the variant exactly, and writes ``{'state_dict': ..., 'meta': ...}`` of plain tensors atomically.
 """
 import argparse
-import hashlib
 import os
 import sys
 from collections import OrderedDict
@@ -14,13 +13,11 @@ from typing import Optional
 
 from .checkpoint import (CheckpointError, compare_with_model, extract_state_dict, read_source,
                          save_atomic)
-from .hub import DownloadError
-from .models import FasterViT, FastViT
+from .hub import DownloadError, sha256_of
+from .models import BACKBONES
 
-__all__ = ['BACKBONES', 'convert_file', 'check_fits', 'converter_main']
+__all__ = ['convert_file', 'check_fits', 'converter_main']
 
-#: Checkpoint kind -> the backbone whose adapter converts it.
-BACKBONES = {'fastervit': FasterViT, 'fastvit': FastViT}
 CONVERTER_VERSION = 1
 
 
@@ -48,14 +45,6 @@ def check_fits(state_dict, kind: str, arch: str):
     return [k for k in own if k not in state_dict]
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_file(src, dst, kind: str, arch: Optional[str] = None, use_ema: bool = False,
                  sha256: Optional[str] = None) -> dict:
     """Converts a published checkpoint (a local path, a URL or an ``hf-hub:`` id) into the kit's
@@ -74,9 +63,8 @@ def convert_file(src, dst, kind: str, arch: Optional[str] = None, use_ema: bool 
         arch = guess.split(' ')[0]
     missing = check_fits(state_dict, kind, arch)
     state_dict = OrderedDict((k, v.detach().clone().contiguous()) for k, v in state_dict.items())
-    fused = kind == 'fastvit' and adapter.is_fused(state_dict)
-    meta = dict(source=os.path.basename(os.fspath(src)), source_sha256=_sha256(path), kind=kind,
-                arch=arch, fused=fused, ema=use_ema, converter_version=CONVERTER_VERSION,
+    meta = dict(source=os.path.basename(os.fspath(src)), source_sha256=sha256_of(path), kind=kind,
+                arch=arch, fused=adapter.is_fused(state_dict), ema=use_ema, converter_version=CONVERTER_VERSION,
                 missing_in_backbone=missing)
     save_atomic({'state_dict': state_dict, 'meta': meta}, dst)
     return meta

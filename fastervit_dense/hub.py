@@ -63,7 +63,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 __all__ = ['DownloadError', 'InvalidSourceError', 'is_remote', 'resolve_checkpoint', 'url_cache_path',
-           'OFFLINE_VARIABLE']
+           'sha256_of', 'OFFLINE_VARIABLE']
 
 #: Setting this (``1``/``true``/``yes``/``on``) forbids all downloads, like ``HF_HUB_OFFLINE``.
 OFFLINE_VARIABLE = 'FASTERVIT_DENSE_OFFLINE'
@@ -217,7 +217,8 @@ def _normalize_sha256(sha256: Optional[str]) -> Optional[str]:
 # Digests, offline mode, distributed ordering
 
 
-def _sha256_of(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The SHA-256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(_CHUNK), b''):
@@ -318,7 +319,7 @@ def _verified_in_place(path: str, expected: Optional[str], what: str, fix: str) 
     """``path`` if ``expected`` is None or its digest; otherwise a DownloadError naming both
     digests, ``what`` the file is and the ``fix``. The file is left where it is."""
     if expected is not None:
-        actual = _sha256_of(path)
+        actual = sha256_of(path)
         if actual != expected:
             raise DownloadError(f'{what} does not match the expected sha256: expected {expected}, '
                                 f'got {actual}. {fix}')

@@ -16,13 +16,12 @@ same inside and outside OpenMMLab.
 import importlib
 import logging
 
-from ..models import FasterViT, FastViT
+from ..models import BACKBONES
 from . import engine  # noqa: F401  (registers RNGStateHook, NoDecayOptimWrapperConstructor)
 from .checkpoint import install_safe_checkpoint_support
 
-__all__ = ['BACKBONES', 'registries', 'register_backbones']
+__all__ = ['registries', 'register_backbones']
 
-BACKBONES = (FasterViT, FastViT)
 _FRAMEWORKS = ('mmdet', 'mmseg')
 
 
@@ -42,7 +41,7 @@ def registries() -> list:
 
 def register_backbones(*classes):
     for registry in registries():
-        for cls in classes or BACKBONES:
+        for cls in classes or BACKBONES.values():
             if registry.module_dict.get(cls.__name__) is not cls:
                 registry.register_module(module=cls, force=True)
 

@@ -192,8 +192,7 @@ class FastViTCheckpoints(CheckpointAdapter):
             state_dict = renamed
         return OrderedDict((k, v) for k, v in state_dict.items() if k.startswith(_TRUNK))
 
-    @staticmethod
-    def is_fused(state_dict) -> bool:
+    def is_fused(self, state_dict) -> bool:
         return any('reparam_conv' in k for k in state_dict)
 
     def check(self, model, state_dict, source: str) -> None:

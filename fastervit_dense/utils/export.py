@@ -116,16 +116,15 @@ def compare_with_onnxruntime(module: nn.Module, path, sizes: Sequence[Tuple[int,
 def build_backbone(name: str, checkpoint=None) -> nn.Module:
     """``'fastervit-<arch>'`` or ``'fastvit-<arch>'`` in eval mode, with raw stage outputs, loaded
     from ``checkpoint`` (a path, URL or hf-hub id) when given; FastViT fused."""
-    from ..models import FasterViT, FastViT
+    from ..models import BACKBONES
     kind, _, arch = name.partition('-')
-    classes = {'fastervit': FasterViT, 'fastvit': FastViT}
-    if kind not in classes or not arch:
+    if kind not in BACKBONES or not arch:
         raise ValueError(f'unknown backbone {name!r}: use fastervit-<arch> or fastvit-<arch>, e.g. '
                          'fastervit-0, fastvit-sa12')
-    model = classes[kind](arch, out_norm_cfg=None)
+    model = BACKBONES[kind](arch, out_norm_cfg=None)
     if checkpoint:
         model.load_pretrained(checkpoint)
-    if kind == 'fastvit':
+    if hasattr(model, 'switch_to_deploy'):
         model.switch_to_deploy()
     return model.eval()
 
