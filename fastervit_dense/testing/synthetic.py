@@ -43,7 +43,7 @@ def _shape_polygon(kind: str, rng: np.random.Generator, height: int, width: int,
     return np.round(pts).astype(np.int32)
 
 
-def _draw_image(rng: np.random.Generator, height: int, width: int, max_objects: int):
+def draw_image(rng: np.random.Generator, height: int, width: int, max_objects: int):
     """An image, the per-instance visible masks and their classes."""
     background = rng.integers(90, 170, size=3)
     image = np.empty((height, width, 3), np.float32)
@@ -86,7 +86,7 @@ def make_instance_dataset(root: str, num_train: int = 120, num_val: int = 30, se
         images, annotations = [], []
         for image_id in range(1, count + 1):
             height, width = _sizes(rng, size_range)
-            image, masks, labels = _draw_image(rng, height, width, max_objects)
+            image, masks, labels = draw_image(rng, height, width, max_objects)
             name = f'{split}_{image_id:05d}.jpg'
             cv2.imwrite(osp.join(folder, split, name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             images.append(dict(id=image_id, file_name=name, height=height, width=width))
@@ -118,7 +118,7 @@ def make_semantic_dataset(root: str, num_train: int = 120, num_val: int = 30, se
         os.makedirs(osp.join(folder, 'annotations', split), exist_ok=True)
         for index in range(count):
             height, width = _sizes(rng, size_range)
-            image, masks, labels = _draw_image(rng, height, width, max_objects)
+            image, masks, labels = draw_image(rng, height, width, max_objects)
             label_map = np.ones((height, width), np.uint8)  # 1: background
             for mask, label in zip(masks, labels):
                 label_map[mask] = label + 2

@@ -1,78 +1,157 @@
-"""Exports a backbone, or a whole segmentor, to ONNX with dynamic batch, height and width: one
-file for every input size. FastViT is exported in its fused (deploy) form.
+"""Exports a whole detector or segmentor (``--what model``), or its backbone, to ONNX: one file,
+opset 17, standard operators only, for every input size; onnxruntime's CPU provider runs it.
 
-    python tools/deployment/export_onnx.py CONFIG OUT.onnx [--checkpoint CKPT] [--what backbone|model]
-                                           [--shape H W] [--verify 320x480,97x300,64x64]
+    python tools/deployment/export_onnx.py CONFIG OUT.onnx [--what model|backbone]
+        [--checkpoint CKPT] [--shape H W] [--verify 320x480,333x517] [--image IMG]
 
-``--what model`` exports a segmentor (e.g. UperNet) from image to per-pixel class logits at the
-input's size; adaptive pooling layers (UperNet's pyramid pooling) are swapped for an exact matrix
-form that exports with dynamic sizes (``fastervit_dense.utils.export``). ``--verify`` runs the
-exported file with onnxruntime at each size and compares it with PyTorch (relative to the output's
-largest magnitude). Backbones alone export without OpenMMLab too: ``python -m
-fastervit_dense.utils.export fastervit-0 out.onnx``.
+``--what model`` (the default) writes a graph from ``image`` (float32 (1, 3, H, W), BGR, 0-255, as
+mmcv loads it; the config's normalisation and padding are in the graph) to
+
+* detectors (DINO, Mask R-CNN, Cascade Mask R-CNN): ``dets`` (1, N, 5) = x1, y1, x2, y2, score in
+  input pixels sorted by score, ``labels`` int64 (1, N), and with masks ``masks`` uint8 (1, N, H, W);
+  score threshold, NMS and the per-image limit as in the config's ``test_cfg``;
+* segmentors (UperNet, Semantic FPN): ``seg_logits`` (1, C, H, W) at the input size.
+
+The caller resizes as it likes. ``--verify`` runs the file with onnxruntime at each size and
+compares it with mmdet's / mmseg's own inference of the same model on the same image (a random one,
+or ``--image`` resized to the size): every exported detection must have an mmdet detection with
+the same label, box IoU >= 0.98, score within 2e-3 and mask IoU >= 0.9; a segmentor's argmax must
+agree on >= 99.5% of pixels. The command exits with status 1 when a size disagrees.
+
+``--what backbone`` writes the backbone alone (dynamic batch, height and width; outputs ``out0``...)
+and compares it with PyTorch. FastViT is exported in its fused form; ``--checkpoint`` takes a
+training checkpoint or one fused by ``tools/deployment/reparameterize.py``.
 """
 import argparse
+import sys
 
 import torch
-import torch.nn.functional as F
 
+from fastervit_dense.checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
 from fastervit_dense.mm.runner import build_model, load_config
-from fastervit_dense.utils.export import compare_with_onnxruntime, export_onnx
 
 
-class SegmentorLogits(torch.nn.Module):
-    """Image -> class logits at the image's size, tensors only (for tracing)."""
+def load_weights(model, checkpoint: str):
+    """Loads a training checkpoint, or one whose FastViT backbone is already fused."""
+    state = extract_state_dict(load_checkpoint_file(checkpoint))
+    if set(state) != set(model.state_dict()) and hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()  # a fused checkpoint (reparameterize.py)
+    missing = sorted(set(model.state_dict()) - set(state))
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if missing or unexpected:
+        raise CheckpointError(f'{checkpoint} does not fit the model of the config: '
+                              f'{len(missing)} missing keys (e.g. {missing[:3]}), '
+                              f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}); give the '
+                              'checkpoint trained with this config')
+    model.load_state_dict(state, strict=True)
 
-    def __init__(self, segmentor):
-        super().__init__()
-        self.segmentor = segmentor
 
-    def forward(self, x):
-        logits = self.segmentor._forward(x)
-        return F.interpolate(logits, size=x.shape[2:], mode='bilinear', align_corners=False)
-
-
-def build(config, checkpoint, what):
+def build(config: str, checkpoint=None):
+    """The config's model in eval mode, FastViT fused, with ``checkpoint``'s weights or, without
+    one, random weights (the config's initialisation without the backbone's pretrained file)."""
     from mmengine.model import revert_sync_batchnorm
-
-    from fastervit_dense import FastViT
-    from fastervit_dense.checkpoint import extract_state_dict, load_checkpoint_file
     cfg = load_config(config)
+    if not checkpoint:  # random weights: nothing to download
+        cfg.model.backbone.init_cfg = None
     model = revert_sync_batchnorm(build_model(cfg))
     if checkpoint:
-        model.load_state_dict(extract_state_dict(load_checkpoint_file(checkpoint)), strict=True)
+        load_weights(model, checkpoint)
+    else:
+        model.init_weights()
     model.eval()
-    for module in model.modules():
-        if isinstance(module, FastViT):
-            module.switch_to_deploy()
-    if what == 'backbone':
-        return model.backbone.eval()
-    if cfg.default_scope != 'mmseg':
-        raise SystemExit('--what model exports segmentors; for detectors export the backbone')
-    from fastervit_dense.utils.export import make_exportable
-    # eval() on the wrapper too: torch.onnx.export restores the top module's mode afterwards.
-    return SegmentorLogits(make_exportable(model)).eval()
+    if hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()
+    return model
 
 
-def main(argv=None):
+def parse_sizes(text: str):
+    try:
+        return [tuple(int(v) for v in s.lower().split('x')) for s in text.split(',') if s]
+    except ValueError:
+        raise SystemExit(f'--verify {text!r}: give sizes as HxW[,HxW...], e.g. 320x480,333x517')
+
+
+def verification_image(size, image_path=None, seed=0):
+    """A float (1, 3, H, W) BGR image with integer values: ``image_path`` resized to ``size``, or
+    random."""
+    height, width = size
+    if image_path:
+        import mmcv
+        image = mmcv.imresize(mmcv.imread(image_path), (width, height))
+        return torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (1, 3, height, width), generator=generator).float()
+
+
+def verify_model(model, path, sizes, image_path=None) -> bool:
+    import numpy as np
+    import onnxruntime as ort
+
+    from fastervit_dense.mm.deploy.verify import (format_report, framework_detections,
+                                                  framework_seg_logits, match_detections,
+                                                  run_onnx, segmentation_agreement)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    agree = True
+    for size in sizes:
+        image = verification_image(size, image_path)
+        outputs = run_onnx(path, image, session)
+        name = f'{size[0]}x{size[1]}'
+        if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == 'f'):
+            print(f'  {name}: the exported model returned NaN or infinite values')
+            agree = False
+            continue
+        if 'seg_logits' in outputs:
+            report = segmentation_agreement(outputs['seg_logits'], framework_seg_logits(model, image))
+        else:
+            report = match_detections(outputs, framework_detections(model, image))
+        print(format_report(name, report))
+        agree &= report['agree']
+    return agree
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('out')
-    parser.add_argument('--checkpoint', default=None, help='trained weights (default: random)')
-    parser.add_argument('--what', choices=['backbone', 'model'], default='backbone')
-    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], help='tracing size H W')
-    parser.add_argument('--verify', default='320x480,97x300,64x64',
-                        help='sizes to check with onnxruntime ("" to skip)')
+    parser.add_argument('--checkpoint', default=None, help='trained weights (default: random '
+                        'weights, to try the export)')
+    parser.add_argument('--what', choices=['model', 'backbone'], default='model')
+    parser.add_argument('--shape', type=int, nargs=2, default=None,
+                        help='tracing size H W (default 320 480 for a model, 224 224 for a '
+                        'backbone); the file runs at every size')
+    parser.add_argument('--verify', default='320x480,333x517',
+                        help='sizes HxW to check with onnxruntime ("" to skip)')
+    parser.add_argument('--image', default=None, help='image to verify on, resized to each size '
+                        '(default: a random image)')
     args = parser.parse_args(argv)
-    module = build(args.config, args.checkpoint, args.what)
-    names = export_onnx(module, args.out, args.shape)
-    print(f'exported {args.what} to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
-          'height and width)')
-    if args.verify:
-        sizes = [tuple(int(v) for v in s.split('x')) for s in args.verify.split(',')]
-        for size, error in compare_with_onnxruntime(module, args.out, sizes).items():
+    sizes = parse_sizes(args.verify)
+    model = build(args.config, args.checkpoint)
+    if args.what == 'backbone':
+        from fastervit_dense.utils.export import compare_with_onnxruntime, export_onnx
+        backbone = model.backbone.eval()
+        names = export_onnx(backbone, args.out, args.shape or (224, 224))
+        print(f'exported the backbone to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
+              'height and width)')
+        for size, error in compare_with_onnxruntime(backbone, args.out, sizes).items():
             print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
+        return 0
+    from fastervit_dense.mm.deploy import export_model, exportable
+    try:
+        module = exportable(model)
+    except ValueError as error:
+        raise SystemExit(str(error))
+    names = export_model(module, args.out, args.shape or (320, 480))
+    print(f'exported {type(model).__name__} to {args.out}: input image (1, 3, H, W) BGR 0-255, '
+          f'outputs {", ".join(names)}; any height and width')
+    if sizes:
+        print(f'onnxruntime vs {"mmseg" if names == ["seg_logits"] else "mmdet"} on the same '
+              f'image ({args.image or "random"}):')
+        if not verify_model(model, args.out, sizes, args.image):
+            print('the exported model disagrees with the framework at a size above',
+                  file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Whole detectors and segmentors to ONNX: one file, standard operators, any input size.
+
+:func:`exportable` wraps a built (eval-mode) mmdet detector or mmseg segmentor into a module that
+takes the image as mmcv loads it (``image`` float32 (1, 3, H, W), BGR, 0-255), does the config's
+preprocessing in the graph (:mod:`.preprocess`) and returns plain tensors:
+
+* detectors: ``dets`` (1, N, 5) = x1, y1, x2, y2, score in input pixels sorted by score,
+  ``labels`` int64 (1, N), and for instance segmentation ``masks`` uint8 (1, N, H, W);
+* segmentors: ``seg_logits`` (1, C, H, W) at the input's size.
+
+What does not trace into standard ONNX operators with dynamic sizes (NMS, multi-level RoIAlign, mask
+pasting, deformable attention, adaptive pooling) is rewritten in the wrappers of this package and
+used only while exporting: training and mmdet/mmseg inference never run this code.
+"""
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ['exportable', 'export_model', 'OPSET']
+
+OPSET = 17
+
+
+def exportable(model: nn.Module) -> nn.Module:
+    """The export wrapper for ``model`` (eval mode, SyncBN reverted, FastViT fused)."""
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(model).eval()
+    name = type(model).__name__
+    if hasattr(model, 'decode_head'):
+        from .segmentors import SegmentorExport
+        return SegmentorExport(model).eval()
+    if name == 'DINO' or hasattr(model, 'dn_query_generator'):
+        from .dino import DINOExport
+        return DINOExport(model).eval()
+    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
+        from .two_stage import TwoStageExport
+        return TwoStageExport(model).eval()
+    raise ValueError(f'exporting a whole {name} is not supported: the kit exports DINO, '
+                     'Mask R-CNN, Cascade (Mask) R-CNN and mmseg encoder-decoder segmentors; '
+                     'export the backbone alone with --what backbone')
+
+
+def export_model(module: nn.Module, path, shape: Sequence[int] = (320, 480),
+                 opset: int = OPSET) -> List[str]:
+    """Traces ``module`` (an :func:`exportable` wrapper) on a random BGR image of ``shape`` and
+    writes ``path`` with height, width and the number of detections dynamic."""
+    from ...utils.export import torchscript_exporter
+    names = list(module.output_names)
+    axes = {'image': {2: 'height', 3: 'width'}}
+    for name in names:
+        axes[name] = {'seg_logits': {2: 'height', 3: 'width'},
+                      'masks': {1: 'detections', 2: 'height', 3: 'width'}}.get(
+                          name, {1: 'detections'})
+    image = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        torch.onnx.export(module, image, str(path), input_names=['image'], output_names=names,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True,
+                          **torchscript_exporter())
+    return names

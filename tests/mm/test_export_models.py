@@ -1,0 +1,146 @@
+"""Whole DINO detectors and mmseg segmentors exported to ONNX (``--what model``): one file with
+standard operators that onnxruntime runs at sizes other than the traced one, agreeing with mmdet's
+and mmseg's own inference of the same model on the same image."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import fastervit_dense.mm  # noqa: F401
+from fastervit_dense.mm.deploy import export_model, exportable
+from fastervit_dense.mm.deploy.verify import (framework_detections, framework_seg_logits,
+                                              match_detections, run_onnx, segmentation_agreement)
+from fastervit_dense.mm.runner import build_model, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py')
+DINO4 = os.path.join(ROOT, 'configs', 'fastervit', 'dino-4scale_fastervit-0_8xb2-12e_coco.py')
+DINO5 = os.path.join(ROOT, 'configs', 'fastervit', 'dino-5scale_fastervit-4-21k-384_8xb2-12e_coco.py')
+# Two non-square sizes that are not multiples of 32 (DINO's query selection needs >= 256 px).
+SIZES = [(300, 417), (333, 517)]
+
+
+def assert_standard_opset17(path):
+    model = onnx.load(str(path))
+    assert {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
+    assert [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')] == [17]
+
+
+def image(height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (1, 3, height, width), generator=generator).float()
+
+
+def random_dino(config, seed=0, **backbone):
+    """DINO with random weights. mmdet initialises the classifiers for a 1% prior, so every one of
+    the 72,000 query-class scores sits near 0.01 and the top 300 are separated by about 1e-5:
+    float rounding alone (any two runtimes) reorders them. Drawing the classifiers wider separates
+    the scores, so agreement measures the export: N(0, 0.25) for the decoder's (logits of spread
+    ~4) with a bias of -8 that keeps the scores off 1.0 (the 300th is about 0.99; closer to 1.0,
+    float32 sigmoids of different logits tie), N(0, 1) for the encoder's, whose logits only choose the 900 queries
+    among some 10,000 tokens (the 5-scale model)."""
+    cfg = load_config(config)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.update(backbone)
+    if backbone.get('arch') == '0':
+        cfg.model.neck.in_channels = [64, 128, 256, 512][-len(cfg.model.backbone.out_indices):]
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    model.init_weights()
+    for index, branch in enumerate(model.bbox_head.cls_branches):
+        encoder = index == model.decoder.num_layers
+        torch.nn.init.normal_(branch.weight, 0, 1.0 if encoder else 0.25)
+        torch.nn.init.constant_(branch.bias, 0.0 if encoder else -8.0)
+    return model.eval()
+
+
+def test_dino_4scale_from_the_command_line(tmp_path):
+    checkpoint, out = tmp_path / 'dino.pth', tmp_path / 'dino.onnx'
+    model = random_dino(DINO4)
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    result = subprocess.run([sys.executable, TOOL, DINO4, str(out), '--checkpoint', str(checkpoint),
+                             '--shape', '256', '320',
+                             '--verify', ','.join(f'{h}x{w}' for h, w in SIZES)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if 'exported detections match' in line]
+    assert len(lines) == 2 and all('300/300' in line for line in lines), result.stdout
+    assert_standard_opset17(out)
+    outputs = run_onnx(out, image(*SIZES[0]))
+    assert outputs['dets'].dtype == np.float32 and outputs['dets'].shape == (300, 5)
+    assert outputs['labels'].dtype == np.int64 and outputs['labels'].shape == (300,)
+    scores = outputs['dets'][:, 4]
+    assert (np.diff(scores) <= 0).all()
+    boxes = outputs['dets'][:, :4]
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= SIZES[0][1]).all() \
+        and (boxes[:, [1, 3]] <= SIZES[0][0]).all()
+
+
+def test_dino_5scale_agrees_with_mmdet(tmp_path):
+    # The shipped 5-scale config with a FasterViT-0 backbone (its own is FasterViT-4).
+    model = random_dino(DINO5, arch='0')
+    path = tmp_path / 'dino5.onnx'
+    assert export_model(exportable(model), path, (256, 320)) == ['dets', 'labels']
+    assert_standard_opset17(path)
+    assert len(model.neck.convs) + len(model.neck.extra_convs) == 5
+    for size in SIZES:
+        report = match_detections(run_onnx(path, image(*size)),
+                                  framework_detections(model, image(*size)))
+        assert report['agree'] and report['exported'] == 300, (size, report)
+
+
+@pytest.mark.parametrize('config', [
+    'fastervit/upernet_fastervit-0_8xb2-160k_ade20k-512x512.py',
+    'fastvit/fpn_fastvit-sa12_8xb4-40k_ade20k-512x512.py',
+])
+def test_segmentors_agree_with_mmseg(config, tmp_path):
+    cfg = load_config(os.path.join(ROOT, 'configs', config))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.init_weights()
+    model.eval()
+    if hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()
+    path = tmp_path / 'segmentor.onnx'
+    assert export_model(exportable(model), path, (256, 256)) == ['seg_logits']
+    # the export's rewrites live in the wrapper's copy: mmseg's model keeps its own modules
+    assert not any('Matrix' in type(m).__name__ or 'Traced' in type(m).__name__
+                   for m in model.modules())
+    assert_standard_opset17(path)
+    for size in [(250, 333), (97, 300)]:
+        logits = run_onnx(path, image(*size))['seg_logits']
+        assert logits.shape == (model.decode_head.num_classes, *size)
+        report = segmentation_agreement(logits, framework_seg_logits(model, image(*size)))
+        assert report['agree'], (config, size, report)
+
+
+def test_segmentor_from_the_command_line_prints_agreement(tmp_path):
+    config = os.path.join(ROOT, 'configs', 'fastvit', 'upernet_fastvit-sa12_8xb2-160k_ade20k-512x512.py')
+    result = subprocess.run([sys.executable, TOOL, config, str(tmp_path / 'upernet.onnx'),
+                             '--shape', '256', '256', '--verify', '250x333,97x300'],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shares = [float(line.split('agrees on ')[1].split('%')[0]) for line in result.stdout.splitlines()
+              if 'argmax agrees' in line]
+    assert len(shares) == 2 and min(shares) >= 99.5, result.stdout
+
+
+def test_unsupported_model_and_bad_sizes_are_named(tmp_path):
+    result = subprocess.run([sys.executable, TOOL, DINO4, str(tmp_path / 'x.onnx'),
+                             '--verify', '300by400'], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode != 0 and 'give sizes as HxW' in result.stderr
+    assert not (tmp_path / 'x.onnx').exists()
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+    from test_layer import retinanet  # a one-stage detector, which the kit does not export
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        detector = MODELS.build(retinanet(dict(type='FastViT', arch='t8', out_norm_cfg=None),
+                                          [48, 96, 192, 384]))
+    with pytest.raises(ValueError, match='export the backbone alone with --what backbone'):
+        exportable(detector.eval())
