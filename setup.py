@@ -46,11 +46,13 @@ MM_REQUIRES = [
     'pycocotools',
 ]
 
+# ONNX export checks and runs (tools/deployment/export_onnx.py --verify, benchmark_onnx.py).
+DEPLOY_REQUIRE = ['onnx', 'onnxruntime']
+
 TESTS_REQUIRE = [
     'pytest',
     'hypothesis',
-    'onnx',
-    'onnxruntime',
+    *DEPLOY_REQUIRE,
     # The official FasterViT package: a reference implementation that tests compare against only.
     'fastervit==1.0.0',
 ]
@@ -64,6 +66,6 @@ setup(
     packages=find_packages(include=['fastervit_dense', 'fastervit_dense.*']),
     python_requires='>=3.10,<3.13',
     install_requires=CORE_REQUIRES,
-    extras_require={'mm': MM_REQUIRES, 'tests': TESTS_REQUIRE},
+    extras_require={'mm': MM_REQUIRES, 'deploy': DEPLOY_REQUIRE, 'tests': TESTS_REQUIRE},
     license='Apache-2.0',
 )

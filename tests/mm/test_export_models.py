@@ -12,8 +12,9 @@ import torch
 
 import fastervit_dense.mm  # noqa: F401
 from fastervit_dense.mm.deploy import export_model, exportable
-from fastervit_dense.mm.deploy.verify import (framework_detections, framework_seg_logits,
-                                              match_detections, run_onnx, segmentation_agreement)
+from fastervit_dense.mm.deploy.verify import (format_report, framework_detections,
+                                              framework_seg_logits, match_detections, run_onnx,
+                                              segmentation_agreement)
 from fastervit_dense.mm.runner import build_model, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,6 +69,7 @@ def test_dino_4scale_from_the_command_line(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if 'exported detections match' in line]
+    print(result.stdout)
     assert len(lines) == 2 and all('300/300' in line for line in lines), result.stdout
     assert_standard_opset17(out)
     outputs = run_onnx(out, image(*SIZES[0]))
@@ -90,6 +92,7 @@ def test_dino_5scale_agrees_with_mmdet(tmp_path):
     for size in SIZES:
         report = match_detections(run_onnx(path, image(*size)),
                                   framework_detections(model, image(*size)))
+        print(format_report(f'DINO-5scale {size[0]}x{size[1]}', report))
         assert report['agree'] and report['exported'] == 300, (size, report)
 
 
@@ -116,6 +119,7 @@ def test_segmentors_agree_with_mmseg(config, tmp_path):
         logits = run_onnx(path, image(*size))['seg_logits']
         assert logits.shape == (model.decode_head.num_classes, *size)
         report = segmentation_agreement(logits, framework_seg_logits(model, image(*size)))
+        print(format_report(f'{config} {size[0]}x{size[1]}', report))
         assert report['agree'], (config, size, report)
 
 
@@ -144,3 +148,67 @@ def test_unsupported_model_and_bad_sizes_are_named(tmp_path):
                                           [48, 96, 192, 384]))
     with pytest.raises(ValueError, match='export the backbone alone with --what backbone'):
         exportable(detector.eval())
+
+
+def test_export_loads_training_and_fused_checkpoints(tmp_path):
+    """``--checkpoint`` takes a training checkpoint (fused after loading) or one fused by
+    reparameterize.py; a checkpoint of another model is refused with the keys that differ."""
+    from fastervit_dense.checkpoint import CheckpointError
+    from fastervit_dense.mm.deploy import build_for_export
+    demo = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
+    cfg = load_config(demo)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(1)
+    model = build_model(cfg).eval()
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'train.pth')
+    model.backbone.switch_to_deploy()
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'fused.pth')
+    for name in ('train.pth', 'fused.pth'):
+        loaded = build_for_export(demo, str(tmp_path / name))
+        assert loaded.backbone.deploy  # exported fused
+        state = loaded.state_dict()
+        assert set(state) == set(model.state_dict())
+        assert all(torch.allclose(state[k].float(), v.float(), atol=1e-5)
+                   for k, v in model.state_dict().items())
+    torch.save({'state_dict': {'backbone.x': torch.zeros(1)}}, tmp_path / 'other.pth')
+    with pytest.raises(CheckpointError, match='does not fit the model of the config'):
+        build_for_export(demo, str(tmp_path / 'other.pth'))
+
+
+def test_agreement_checks_fail_on_what_they_check():
+    """The criteria of --verify: label, box IoU >= 0.98, score within 2e-3, mask IoU >= 0.9, and
+    a segmentor's argmax on >= 99.5% of pixels."""
+    masks = np.zeros((2, 40, 40), bool)
+    masks[0, :20, :20] = masks[1, 10:30, 10:30] = True
+    reference = dict(dets=np.array([[0, 0, 20, 20, 0.9], [10, 10, 30, 30, 0.5]], np.float32),
+                     labels=np.array([1, 2]), masks=masks)
+    same = {k: v.copy() for k, v in reference.items()}
+    assert match_detections(same, reference)['agree']
+
+    def changed(key, index, value):
+        result = {k: v.copy() for k, v in reference.items()}
+        result[key][index] = value
+        return match_detections(result, reference)
+
+    assert not changed('labels', 1, 0)['agree']
+    assert not changed('dets', (0, 4), 0.9 + 3e-3)['agree']
+    assert changed('dets', (0, 4), 0.9 + 1e-3)['worst_score_difference'] == pytest.approx(1e-3,
+                                                                                           abs=1e-6)
+    report = changed('dets', (0, 2), 21.0)  # IoU 20/21 < 0.98
+    assert not report['agree'] and report['worst_box_iou'] == pytest.approx(20 / 21)
+    mask = np.zeros((40, 40), bool)
+    mask[:20, :17] = True  # mask IoU 0.85
+    assert not changed('masks', 0, mask)['agree']
+    # a near-duplicate of the same class: matched to the closest score, not the first in IoU
+    duplicate = dict(dets=np.array([[0, 0, 20, 20, 0.9], [0, 0, 20, 20.1, 0.901]], np.float32),
+                     labels=np.array([1, 1]))
+    report = match_detections(dict(dets=duplicate['dets'][1:], labels=np.array([1])), duplicate)
+    assert report['agree'] and report['worst_score_difference'] < 1e-6
+
+    logits = np.zeros((3, 20, 20), np.float32)
+    logits[1] = 1.0
+    flipped = logits.copy()
+    flipped[2, :1, :3] = 2.0  # 3 of 400 pixels: 99.25%
+    assert segmentation_agreement(logits, logits)['agree']
+    assert not segmentation_agreement(flipped, logits)['agree']
+    assert not segmentation_agreement(logits[:, :10], logits)['agree']

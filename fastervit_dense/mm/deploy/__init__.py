@@ -17,7 +17,7 @@ from typing import List, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ['exportable', 'export_model', 'OPSET']
+__all__ = ['build_for_export', 'load_weights', 'exportable', 'export_model', 'OPSET']
 
 OPSET = 17
 
@@ -58,3 +58,39 @@ def export_model(module: nn.Module, path, shape: Sequence[int] = (320, 480),
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True,
                           **torchscript_exporter())
     return names
+
+
+def load_weights(model: nn.Module, checkpoint: str):
+    """Loads a training checkpoint, or one whose FastViT backbone is already fused."""
+    from ...checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
+    state = extract_state_dict(load_checkpoint_file(checkpoint))
+    if set(state) != set(model.state_dict()) and hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()  # a fused checkpoint (reparameterize.py)
+    missing = sorted(set(model.state_dict()) - set(state))
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if missing or unexpected:
+        raise CheckpointError(f'{checkpoint} does not fit the model of the config: '
+                              f'{len(missing)} missing keys (e.g. {missing[:3]}), '
+                              f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}); give the '
+                              'checkpoint trained with this config')
+    model.load_state_dict(state, strict=True)
+
+
+def build_for_export(config: str, checkpoint=None) -> nn.Module:
+    """The config's model in eval mode, FastViT fused, with ``checkpoint``'s weights or, without
+    one, random weights (the config's initialisation without the backbone's pretrained file)."""
+    from mmengine.model import revert_sync_batchnorm
+
+    from ..runner import build_model, load_config
+    cfg = load_config(config)
+    if not checkpoint:  # random weights: nothing to download
+        cfg.model.backbone.init_cfg = None
+    model = revert_sync_batchnorm(build_model(cfg))
+    if checkpoint:
+        load_weights(model, checkpoint)
+    else:
+        model.init_weights()
+    model.eval()
+    if hasattr(model.backbone, 'switch_to_deploy'):
+        model.backbone.switch_to_deploy()
+    return model

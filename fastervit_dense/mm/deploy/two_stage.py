@@ -8,14 +8,17 @@ traced input, what mmdet does around them at test time:
   sigmoid scores, the top ``nms_pre`` per level (``TopK`` with k from the level's size), anchors of
   ``AnchorGenerator.single_level_grid_priors`` built from ``arange`` over the traced feature size,
   ``delta2bbox`` decoding clipped to the image, the ``min_bbox_size`` filter and mmcv's
-  ``batched_nms`` (the same coordinate-offset trick, ONNX ``NonMaxSuppression``), ``max_per_img``;
-* multi-level RoIAlign (``SingleRoIExtractor``): ``map_roi_levels`` and ONNX ``RoiAlign``
-  (``half_pixel`` for mmcv's ``aligned=True``) run on every level and selected per RoI;
-* box head post-processing (``BBoxHead._predict_by_feat_single`` + ``multiclass_nms``) and
+  ``batched_nms`` over the levels (ONNX ``NonMaxSuppression``, one class per level),
+  ``max_per_img``;
+* multi-level RoIAlign (``SingleRoIExtractor``): ``map_roi_levels``, then ONNX ``RoiAlign``
+  (``half_pixel`` for mmcv's ``aligned=True``) on each level for the RoIs gathered there;
+* box head post-processing (``BBoxHead._predict_by_feat_single`` + ``multiclass_nms``, NMS within
+  each class as one batched ``NonMaxSuppression``) and
   Cascade R-CNN's ``CascadeRoIHead._refine_roi`` (stage logits averaged, RoIs refined with
   ``regress_by_class``);
 * masks (``FCNMaskHead._predict_by_feat_single`` / ``_do_paste_mask`` with ``skip_empty=False``,
-  the GPU path), Cascade's stage average (``merge_aug_masks``), the binary threshold.
+  the GPU path, as separable bilinear weights), Cascade's stage average (``merge_aug_masks``), the
+  binary threshold.
 
 The detector's modules are not changed: mmdet's training and inference never run this code.
 """
@@ -70,15 +73,47 @@ def _decode(coder, rois: Tensor, deltas: Tensor, max_xy: Tensor) -> Tensor:
     return bboxes
 
 
-def _batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """Indices kept by mmcv's ``batched_nms`` (offset 0), sorted by descending score: boxes of
-    different ``idxs`` are moved apart by ``idx * (max coordinate + 1)`` as mmcv does, then one
-    ``NonMaxSuppression`` (suppresses IoU > threshold, as mmcv's nms)."""
-    from torchvision.ops import nms
-    # max over the boxes; the appended 0 keeps it defined for no boxes (boxes are clipped to >= 0)
-    max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
-    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-    return nms(boxes + offsets[:, None], scores, float(iou_threshold))
+class _NonMaxSuppression(torch.autograd.Function):
+    """ONNX ``NonMaxSuppression`` in its own layout: ``boxes`` (B, N, 4), ``scores`` (B, C, N);
+    each (batch, class) pair is suppressed on its own (IoU > ``iou_threshold``, as mmcv's and
+    torchvision's nms) among the boxes scoring above ``score_threshold``. Returns the kept
+    (batch, class, box) indices (K, 3). Per-class NMS keeps the work of each call small where
+    mmcv's single-call offset trick over all classes would hand onnxruntime one quadratic
+    problem."""
+
+    @staticmethod
+    def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float):
+        from torchvision.ops import nms
+        kept = [boxes.new_zeros((0, 3), dtype=torch.long)]
+        for b in range(scores.shape[0]):
+            for c in range(scores.shape[1]):
+                candidates = (scores[b, c] > score_threshold).nonzero().reshape(-1)
+                keep = candidates[nms(boxes[b, candidates], scores[b, c, candidates],
+                                      iou_threshold)]
+                kept.append(torch.stack([torch.full_like(keep, b), torch.full_like(keep, c),
+                                         keep], 1))
+        return torch.cat(kept)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, iou_threshold, score_threshold):
+        return g.op('NonMaxSuppression', boxes, scores,
+                    g.op('Constant', value_t=torch.tensor([2**62], dtype=torch.long)),
+                    g.op('Constant', value_t=torch.tensor([iou_threshold], dtype=torch.float)),
+                    g.op('Constant', value_t=torch.tensor([score_threshold], dtype=torch.float)),
+                    center_point_box_i=0)
+
+
+def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float,
+         max_num: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """mmcv's ``batched_nms`` (as mmdet's RPN and ``multiclass_nms`` call it) in ONNX's layout:
+    ``boxes`` (B, N, 4), ``scores`` (B, C, N); NMS within each (batch, class) among the scores
+    above ``score_threshold``, then every kept box by descending score, at most ``max_num`` (all
+    when <= 0). Returns the kept (batch, class, box) indices and scores."""
+    kept = _NonMaxSuppression.apply(boxes, scores, float(iou_threshold), float(score_threshold))
+    batch, cls, index = kept[:, 0], kept[:, 1], kept[:, 2]
+    kept_scores = scores[batch, cls, index]
+    order = _top_k(kept_scores, max_num if max_num > 0 else 2**31 - 1)[1]
+    return batch[order], cls[order], index[order], kept_scores[order]
 
 
 def _nms_iou(cfg) -> float:
@@ -101,26 +136,29 @@ def _check_extractor(extractor):
 def _roi_extract(extractor, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
     """``SingleRoIExtractor.forward`` (``roi_scale_factor=None``): each RoI pooled by mmcv's
     ``RoIAlign`` on the level of ``map_roi_levels``. ONNX ``RoiAlign`` pools one feature map, so
-    every level pools every RoI and each RoI keeps its level's result."""
+    each level pools its own RoIs (gathered) and the results are put back in the RoIs' order."""
     from torchvision.ops import roi_align
     layers = extractor.roi_layers
     num_levels = len(layers)
-    feats = feats[:num_levels]
 
-    def pool(i):
+    def pool(i, level_rois):
         layer = layers[i]
-        return roi_align(feats[i], rois, layer.output_size, layer.spatial_scale,
+        return roi_align(feats[i], level_rois, layer.output_size, layer.spatial_scale,
                          layer.sampling_ratio, layer.aligned)
 
     if num_levels == 1:
-        return pool(0)
+        return pool(0, rois)
     scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
     levels = torch.floor(torch.log2(scale / extractor.finest_scale + 1e-6))
     levels = levels.clamp(min=0, max=num_levels - 1).long()
-    out = pool(0)
-    for i in range(1, num_levels):
-        out = torch.where((levels == i)[:, None, None, None], pool(i), out)
-    return out
+    pooled, order = [], []
+    for i in range(num_levels):
+        index = (levels == i).nonzero().reshape(-1)
+        pooled.append(pool(i, rois[index]))
+        order.append(index)
+    # the RoIs of level 0, then 1, ...: sorting their positions gives the inverse permutation
+    inverse = _top_k(-torch.cat(order).to(torch.float32), 2**31 - 1)[1]
+    return torch.cat(pooled)[inverse]
 
 
 def _as_rois(boxes: Tensor) -> Tensor:
@@ -206,7 +244,11 @@ class TwoStageExport(nn.Module):
             w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
             valid = ((w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)).nonzero().reshape(-1)
             boxes, scores, level_ids = boxes[valid], scores[valid], level_ids[valid]
-        keep = _batched_nms(boxes, scores, level_ids, self.rpn_iou)[:cfg.max_per_img]
+        # one NMS class per level (mmdet passes the level ids to batched_nms); RPN scores are >= 0
+        levels = torch.arange(len(cls_scores), device=scores.device)
+        per_level = torch.where(level_ids[None, :] == levels[:, None], scores[None, :],
+                                torch.full_like(scores, -1.0)[None, :])
+        _, _, keep, _ = _nms(boxes[None], per_level[None], self.rpn_iou, -0.5, cfg.max_per_img)
         return boxes[keep]
 
     # -- box head ---------------------------------------------------------------------------------
@@ -238,18 +280,12 @@ class TwoStageExport(nn.Module):
         else:
             decoded = _decode(head.bbox_coder, boxes.repeat_interleave(num_classes, dim=0),
                               bbox_pred.reshape(-1, 4), max_xy)
-        # multiclass_nms
-        decoded = decoded.reshape(-1, 4)
-        fg_scores = scores[:, :-1]
-        labels = torch.arange(num_classes, dtype=torch.long, device=scores.device)
-        labels = labels.view(1, -1).expand_as(fg_scores).reshape(-1)
-        fg_scores = fg_scores.reshape(-1)
-        inds = (fg_scores > self.rcnn_cfg.score_thr).nonzero().reshape(-1)
-        decoded, fg_scores, labels = decoded[inds], fg_scores[inds], labels[inds]
-        keep = _batched_nms(decoded, fg_scores, labels, self.rcnn_iou)
-        if self.rcnn_cfg.max_per_img > 0:
-            keep = keep[:self.rcnn_cfg.max_per_img]
-        return decoded[keep], fg_scores[keep], labels[keep]
+        # multiclass_nms: NMS within each class, one ONNX batch per class (its own boxes)
+        decoded = decoded.reshape(num_rois, num_classes, 4).transpose(0, 1)
+        fg_scores = scores[:, :-1].transpose(0, 1)[:, None, :]
+        labels, _, index, kept_scores = _nms(decoded, fg_scores, self.rcnn_iou,
+                                             self.rcnn_cfg.score_thr, self.rcnn_cfg.max_per_img)
+        return decoded[labels, index], kept_scores, labels
 
     @staticmethod
     def _regress_by_class(head, boxes, label, bbox_pred, max_xy):
@@ -279,7 +315,12 @@ class TwoStageExport(nn.Module):
 
     @staticmethod
     def _paste(masks: Tensor, boxes: Tensor, height: Tensor, width: Tensor) -> Tensor:
-        """``_do_paste_mask(..., skip_empty=False)``: (N, 1, h, w) masks into (N, H, W)."""
+        """``_do_paste_mask(..., skip_empty=False)``: (N, 1, h, w) masks into (N, H, W).
+
+        mmdet samples the masks with ``grid_sample`` (bilinear, zero padding) on a grid whose x
+        depends on the column only and y on the row only, so the same values come from two small
+        matrix products, ``Wy @ mask @ Wx^T``, with bilinear weights ``max(0, 1 - |pos - i|)``:
+        no (N, H, W, 2) grid, a fraction of the memory and time at full image sizes."""
         x0, y0, x1, y1 = torch.split(boxes, 1, dim=1)
         img_y = torch.arange(height, device=boxes.device).to(torch.float32) + 0.5
         img_x = torch.arange(width, device=boxes.device).to(torch.float32) + 0.5
@@ -287,11 +328,16 @@ class TwoStageExport(nn.Module):
         img_x = (img_x - x0) / (x1 - x0) * 2 - 1
         img_x = torch.where(torch.isinf(img_x), torch.zeros_like(img_x), img_x)
         img_y = torch.where(torch.isinf(img_y), torch.zeros_like(img_y), img_y)
-        num = masks.shape[0]
-        gx = img_x[:, None, :].expand(num, img_y.shape[1], img_x.shape[1])
-        gy = img_y[:, :, None].expand(num, img_y.shape[1], img_x.shape[1])
-        grid = torch.stack([gx, gy], dim=3)
-        return F.grid_sample(masks.to(torch.float32), grid, align_corners=False)[:, 0]
+
+        def weights(grid, size):  # (N, L) normalised positions -> (N, L, size) bilinear weights
+            position = ((grid + 1) * size - 1) / 2  # grid_sample's unnormalisation
+            index = torch.arange(size, device=grid.device).to(torch.float32)
+            return (1 - (position[:, :, None] - index).abs()).clamp(min=0)
+
+        masks = masks[:, 0].to(torch.float32)
+        rows = weights(img_y, masks.shape[1])
+        cols = weights(img_x, masks.shape[2])
+        return torch.matmul(torch.matmul(rows, masks), cols.transpose(1, 2))
 
     def forward(self, image: Tensor):
         x = self.preprocess(image)

@@ -75,25 +75,27 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.ndarray]) -> dict:
-    """Matches each exported detection to a reference one (same label, score within
-    :data:`SCORE_TOLERANCE`, best box IoU). Returns counts and the worst figures; ``agree`` is
-    True when every exported detection has a match with box IoU >= :data:`BOX_IOU` (and mask IoU
-    >= :data:`MASK_IOU`)."""
+    """Matches each exported detection to a reference one: among those with the same label, a
+    score within :data:`SCORE_TOLERANCE` and box IoU >= :data:`BOX_IOU`, the closest in score
+    (near-duplicate boxes of one class are common). Returns counts and the worst figures; ``agree``
+    is True when every exported detection has a match (with mask IoU >= :data:`MASK_IOU` when
+    there are masks)."""
     dets, labels = exported['dets'], exported['labels']
     ref_dets, ref_labels = reference['dets'], reference['labels']
     ious = _box_iou(dets[:, :4], ref_dets[:, :4]) if len(dets) and len(ref_dets) else \
         np.zeros((len(dets), len(ref_dets)))
-    candidates = (labels[:, None] == ref_labels[None, :]) & \
-        (np.abs(dets[:, 4:5] - ref_dets[None, :, 4]) <= SCORE_TOLERANCE)
-    ious = np.where(candidates, ious, -1.0)
+    score_differences = np.abs(dets[:, 4:5] - ref_dets[None, :, 4])
+    same = (labels[:, None] == ref_labels[None, :]) & (score_differences <= SCORE_TOLERANCE)
     matched, worst_iou, worst_score, worst_mask = 0, 1.0, 0.0, 1.0
     for i in range(len(dets)):
-        j = int(ious[i].argmax()) if ious.shape[1] else -1
-        if j < 0 or ious[i, j] < BOX_IOU:
-            worst_iou = min(worst_iou, float(max(ious[i].max(), 0.0)) if ious.shape[1] else 0.0)
+        candidates = np.flatnonzero(same[i] & (ious[i] >= BOX_IOU))
+        if not len(candidates):
+            near = ious[i][same[i]]
+            worst_iou = min(worst_iou, float(near.max()) if len(near) else 0.0)
             continue
+        j = candidates[score_differences[i, candidates].argmin()]
         worst_iou = min(worst_iou, float(ious[i, j]))
-        worst_score = max(worst_score, float(abs(dets[i, 4] - ref_dets[j, 4])))
+        worst_score = max(worst_score, float(score_differences[i, j]))
         if 'masks' in exported:
             mask_iou = _mask_iou(exported['masks'][i].astype(bool), reference['masks'][j])
             worst_mask = min(worst_mask, mask_iou)
