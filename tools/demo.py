@@ -7,13 +7,20 @@
    ground truth as PNGs under ``work_dirs/demo/``, writes ``work_dirs/demo/metrics.json`` and prints
    a summary.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--det-iters N] [--seg-iters N]
+The console shows one line per phase, a progress bar (loss, ETA) while training and evaluating,
+and the summary; mmengine's full logs (config, hooks, every logged iteration, warnings) go to
+``work_dirs/demo/logs/``. An error still reaches the console in full.
+
+    python tools/demo.py [--seed 0] [--work-dir work_dirs/demo] [--det-iters N] [--seg-iters N]
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
+import sys
 import time
+import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -40,16 +47,96 @@ def parse_args(argv=None):
                         'if there is one, else random initialisation')
     parser.add_argument('--seg-weights', default=None,
                         help='the same for the segmentor\'s FasterViT-0')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of both trainings (the data stay the same)')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='detections drawn in the pictures: score >= this')
     return parser.parse_args(argv)
 
 
-def ensure_data(root, num_train, num_val):
+class Console:
+    """The demo's console: numbered phase lines and progress bars on the terminal; everything
+    else (mmengine's logging, Python warnings) in ``logs/`` under the work dir."""
+
+    def __init__(self, work_dir: str, phases: int):
+        self.log_dir = osp.join(work_dir, 'logs')
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.phases, self.phase = phases, 0
+        self.logs = [osp.join(self.log_dir, 'console.log')]
+        self.stream = open(osp.join(self.log_dir, 'console.log'), 'a', buffering=1)
+        self.terminal = sys.stdout
+        warnings.showwarning = self._warning
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None):
+        self.stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    def step(self, text: str):
+        self.phase += 1
+        print(f'demo [{self.phase}/{self.phases}] {text}', file=self.terminal, flush=True)
+
+    def say(self, text: str):
+        print(f'      {text}', file=self.terminal, flush=True)
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Prints (pycocotools') and mmengine's loggers created inside go to the log stream."""
+        with contextlib.redirect_stdout(self.stream):
+            yield
+
+
+def progress_hook():
+    """An mmengine hook drawing a progress bar (loss and ETA) over training and over testing."""
+    from mmengine.hooks import Hook
+    from tqdm import tqdm
+
+    class ProgressHook(Hook):
+        priority = 'VERY_LOW'
+
+        def __init__(self):
+            self.bar = None
+
+        def _open(self, total, desc):
+            self.bar = tqdm(total=total, desc=f'      {desc}', file=sys.stderr, leave=True,
+                            dynamic_ncols=True, bar_format='{desc} {bar} {n_fmt}/{total_fmt} '
+                            '[{elapsed}<{remaining}{postfix}]')
+
+        def _close(self):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+        def before_train(self, runner):
+            self._open(runner.max_iters - runner.iter, 'training  ')
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if outputs and 'loss' in outputs:
+                self.bar.set_postfix_str(f'loss {float(outputs["loss"]):.3f}', refresh=False)
+            self.bar.update(1)
+
+        def after_train(self, runner):
+            self._close()
+
+        def before_test_epoch(self, runner):
+            self._open(len(runner.test_dataloader), 'evaluating')
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.bar.update(1)
+
+        def after_test_epoch(self, runner, metrics=None):
+            self._close()
+
+    return ProgressHook()
+
+
+def ensure_data(root, num_train, num_val, console):
     from fastervit_dense.testing.synthetic import make_datasets
     marker = osp.join(root, f'.complete_{num_train}_{num_val}')
     if osp.exists(marker):
-        print(f'demo: data ready under {root}')
+        console.step(f'data: ready under {root} ({num_train} train, {num_val} validation images '
+                     'each)')
         return
-    print(f'demo: writing synthetic datasets under {root} ({num_train} train, {num_val} val each)')
+    console.step(f'data: writing synthetic datasets under {root} ({num_train} train, {num_val} '
+                 'validation images each)')
     make_datasets(root, num_train, num_val, seed=0)
     open(marker, 'w').close()
 
@@ -66,9 +153,10 @@ def weights_source(given, local_files, backbone, arch):
     return given or first_existing(local_files)
 
 
-def configure(path, work_dir, data_root, iters, checkpoint, kind):
+def configure(path, work_dir, data_root, iters, checkpoint, kind, seed):
     from fastervit_dense.mm.runner import load_config
     cfg = load_config(path, work_dir=work_dir)
+    cfg.randomness = dict(seed=seed)
     sub = 'coco/' if kind == 'detection' else 'ade/'
     root = osp.join(data_root, sub)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -92,14 +180,47 @@ def configure(path, work_dir, data_root, iters, checkpoint, kind):
     return cfg
 
 
-def draw(runner, out_dir, prefix, count):
-    """Predictions next to the ground truth for the first ``count`` validation images."""
+PICTURE_WIDTH = 1000  # the side-by-side pictures are scaled to at least this many pixels
+
+
+def legend(width, names, colors, note):
+    """A white strip: a swatch and the name of each class, then ``note``."""
+    import cv2
+    import numpy as np
+    strip = np.full((44, width, 3), 255, np.uint8)
+    x = 12
+    for name, color in zip(names, colors):
+        cv2.rectangle(strip, (x, 12), (x + 20, 32), tuple(int(c) for c in color), -1)
+        cv2.putText(strip, name, (x + 28, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        x += 40 + 12 * len(name)
+    cv2.putText(strip, note, (x + 8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (80, 80, 80), 1,
+                cv2.LINE_AA)
+    return strip
+
+
+def titled(panel, title):
+    import cv2
+    import numpy as np
+    bar = np.full((30, panel.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title, (10, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, panel])
+
+
+def draw(runner, out_dir, prefix, count, score_thr):
+    """Ground truth beside prediction for the first ``count`` validation images, scaled to at
+    least :data:`PICTURE_WIDTH` pixels, with a legend; detections with score >= ``score_thr``."""
+    import cv2
     import mmcv
+    import numpy as np
     import torch
     from mmengine.dataset import pseudo_collate
     dataset = runner.test_dataloader.dataset
     visualizer = runner.visualizer
     visualizer.dataset_meta = dataset.metainfo
+    names, colors = dataset.metainfo['classes'], dataset.metainfo['palette']
+    detection = prefix == 'detection'
+    note = f'prediction: score >= {score_thr:g}' if detection else ''
     model = runner.model
     model.eval()
     paths = []
@@ -108,29 +229,63 @@ def draw(runner, out_dir, prefix, count):
         with torch.no_grad():
             sample = model.test_step(batch)[0]
         image = mmcv.imread(sample.img_path, channel_order='rgb')
+        panels = []
+        for title, gt in (('ground truth', True), ('prediction', False)):
+            visualizer.add_datasample(f'{prefix}_{index}', image, sample, draw_gt=gt,
+                                      draw_pred=not gt, show=False,
+                                      **({'pred_score_thr': score_thr} if detection else {}))
+            panel = visualizer.get_image()
+            scale = max(1.0, PICTURE_WIDTH / 2 / panel.shape[1])
+            panel = cv2.resize(panel, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+            panels.append(titled(panel, title))
+        picture = np.concatenate([panels[0], np.full((panels[0].shape[0], 8, 3), 255, np.uint8),
+                                  panels[1]], 1)
+        shown = [n for n in names if n != 'background'] if detection else names
+        shown_colors = [c for n, c in zip(names, colors) if n in shown]
+        picture = np.concatenate([picture, legend(picture.shape[1], shown, shown_colors, note)])
         out_file = osp.join(out_dir, f'{prefix}_{index:02d}.png')
-        visualizer.add_datasample(f'{prefix}_{index}', image, sample, draw_gt=True, draw_pred=True,
-                                  show=False, out_file=out_file,
-                                  **({'pred_score_thr': 0.3} if prefix == 'detection' else {}))
+        mmcv.imwrite(picture[:, :, ::-1], out_file)
         paths.append(out_file)
     return paths
 
 
-def run(cfg, out_dir, prefix, count):
+def run(cfg, out_dir, prefix, count, score_thr, console, name):
     from fastervit_dense.mm.runner import build_runner
-    runner = build_runner(cfg)
-    runner.train()
-    metrics = runner.test()
-    drawings = draw(runner, out_dir, prefix, count)
+    with console.quiet():
+        runner = build_runner(cfg)
+        runner.register_hook(progress_hook())
+        log_file = osp.join(runner.log_dir, runner.timestamp + '.log')
+        console.logs.append(log_file)
+        console.step(f'{name}: training {runner.max_iters} iterations (log: {log_file})')
+        runner.train()
+        console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
+                     'images')
+        metrics = runner.test()
+        drawings = draw(runner, out_dir, prefix, count, score_thr)
     return metrics, drawings
+
+
+def per_class_iou(log_file, classes):
+    """The per-class IoU table mmseg's IoUMetric writes to the log: {class: IoU}."""
+    found = {}
+    with open(log_file) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            if len(cells) >= 2 and cells[0] in classes:
+                try:
+                    found[cells[0]] = float(cells[1])
+                except ValueError:
+                    continue
+    return found
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    console = Console(args.work_dir, phases=6)
     import fastervit_dense.mm  # noqa: F401
-    os.makedirs(args.work_dir, exist_ok=True)
-    ensure_data(args.data_root, args.num_train, args.num_val)
+    with console.quiet():
+        ensure_data(args.data_root, args.num_train, args.num_val, console)
 
     from fastervit_dense import FasterViT, FastViT
     det_checkpoint = weights_source(args.det_weights, DET_CHECKPOINTS, FastViT, 't8')
@@ -138,16 +293,21 @@ def main(argv=None):
     for name, found, paths, flag in (
             ('detector (FastViT-T8)', det_checkpoint, DET_CHECKPOINTS, '--det-weights'),
             ('segmentor (FasterViT-0)', seg_checkpoint, SEG_CHECKPOINTS, '--seg-weights')):
-        print(f'demo: {name}: ' + (f'starting from ImageNet weights {found}' if found else
+        console.say(f'{name}: ' + (f'starting from ImageNet weights {found}' if found else
                                    f'no ImageNet weights at {paths[0]} nor {flag}: training from '
-                                   'random initialisation'))
+                                   f'random initialisation, seed {args.seed}'))
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
-                        args.det_iters, det_checkpoint, 'detection')
-    det_metrics, det_drawings = run(det_cfg, args.work_dir, 'detection', args.num_drawings)
+                        args.det_iters, det_checkpoint, 'detection', args.seed)
+    det_metrics, det_drawings = run(det_cfg, args.work_dir, 'detection', args.num_drawings,
+                                    args.score_thr, console, 'Mask R-CNN + FastViT-T8')
     seg_cfg = configure(SEG_CONFIG, osp.join(args.work_dir, 'segmentation'), args.data_root,
-                        args.seg_iters, seg_checkpoint, 'segmentation')
-    seg_metrics, seg_drawings = run(seg_cfg, args.work_dir, 'segmentation', args.num_drawings)
+                        args.seg_iters, seg_checkpoint, 'segmentation', args.seed)
+    seg_metrics, seg_drawings = run(seg_cfg, args.work_dir, 'segmentation', args.num_drawings,
+                                    args.score_thr, console, 'Semantic FPN + FasterViT-0')
+    console.step(f'pictures: {len(det_drawings) + len(seg_drawings)} written to {args.work_dir}')
+    logs = sorted(set(console.logs))
+    seg_classes = per_class_iou(console.logs[-1], seg_cfg.metainfo['classes'])
 
     result = {
         'detection': {
@@ -156,7 +316,9 @@ def main(argv=None):
             'bbox_mAP_50': float(det_metrics['coco/bbox_mAP_50']),
             'segm_mAP': float(det_metrics['coco/segm_mAP']),
         },
-        'segmentation': {'backbone': 'FasterViT-0', 'mIoU': float(seg_metrics['mIoU'])},
+        'segmentation': {'backbone': 'FasterViT-0', 'mIoU': float(seg_metrics['mIoU']),
+                         'IoU': seg_classes},
+        'seed': args.seed,
         'pretrained': bool(det_checkpoint and seg_checkpoint),
         'pretrained_detail': {'detection': det_checkpoint, 'segmentation': seg_checkpoint},
         'seconds': round(time.time() - start, 1),
@@ -168,15 +330,18 @@ def main(argv=None):
     os.replace(tmp, metrics_path)
 
     det, seg = result['detection'], result['segmentation']
-    print('\n' + '=' * 72)
-    print(f'demo finished in {result["seconds"]:.0f} s '
-          f'({"from ImageNet weights" if result["pretrained"] else "from random initialisation"})')
+    start_from = 'from ImageNet weights' if result['pretrained'] else \
+        f'from random initialisation, seed {args.seed}'
+    per_class = ', '.join(f'{name} {iou:.1f}' for name, iou in seg_classes.items())
+    print('\n' + '=' * 78)
+    print(f'demo finished in {result["seconds"]:.0f} s ({start_from})')
     print(f'  instances, Mask R-CNN + FastViT-T8:   box mAP {det["bbox_mAP"]:.3f}, '
           f'box mAP@0.5 {det["bbox_mAP_50"]:.3f}, mask mAP {det["segm_mAP"]:.3f}')
-    print(f'  semantic, Semantic FPN + FasterViT-0: mIoU {seg["mIoU"]:.2f}%')
-    print(f'  metrics: {metrics_path}')
-    print(f'  pictures (ground truth | prediction): {", ".join(det_drawings + seg_drawings)}')
-    print('=' * 72)
+    print(f'  semantic, Semantic FPN + FasterViT-0: mIoU {seg["mIoU"]:.2f}% (IoU: {per_class})')
+    print(f'  metrics:  {metrics_path}')
+    print(f'  pictures: {", ".join(det_drawings + seg_drawings)}')
+    print(f'  logs:     {", ".join(logs)}')
+    print('=' * 78)
     return result
 
 

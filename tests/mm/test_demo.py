@@ -1,0 +1,52 @@
+"""``tools/demo.py``: the console a newcomer reads (one line per phase, progress bars, a summary;
+mmengine's output in log files), the seed, and the pictures (>= 800 px, legend)."""
+import json
+import os
+import subprocess
+import sys
+
+import mmcv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_demo(tmp_path, *extra):
+    work_dir = tmp_path / 'demo'
+    command = [sys.executable, os.path.join(ROOT, 'tools', 'demo.py'), '--work-dir', str(work_dir),
+               '--data-root', str(tmp_path / 'data'), '--num-train', '8', '--num-val', '4',
+               '--det-iters', '2', '--seg-iters', '2', '--num-drawings', '1', *extra]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return work_dir, result
+
+
+def test_demo_console_pictures_and_seed(tmp_path):
+    work_dir, result = run_demo(tmp_path, '--seed', '3')
+    lines = result.stdout.splitlines()
+    phases = [line for line in lines if line.startswith('demo [')]
+    assert [p.split(']')[0] for p in phases] == [f'demo [{i}/6' for i in range(1, 7)]
+    # nothing of mmengine's or pycocotools' output on the console: it is in the logs
+    assert not any('mmengine' in line or 'loading annotations' in line or 'Config' in line
+                   for line in lines), result.stdout
+    assert len(lines) < 30, result.stdout
+    assert 'training' in result.stderr and 'evaluating' in result.stderr  # the progress bars
+    assert 'loss' in result.stderr
+
+    metrics = json.loads((work_dir / 'metrics.json').read_text())
+    assert metrics['seed'] == 3
+    assert set(metrics['segmentation']['IoU']) == {'background', 'rectangle', 'ellipse',
+                                                    'triangle'}
+    summary = lines[lines.index('=' * 78) + 1:]
+    assert any('mIoU' in line and 'ellipse' in line for line in summary)
+    logs = next(line for line in summary if line.strip().startswith('logs:'))
+    for path in logs.split(':', 1)[1].split(','):
+        assert os.path.getsize(path.strip()) > 0, path
+    detection_log = next(p.strip() for p in logs.split(':', 1)[1].split(',') if 'detection' in p)
+    text = open(detection_log).read()
+    assert 'Config:' in text and 'randomness = dict(seed=3)' in text and 'coco/bbox_mAP' in text
+
+    for name in ('detection_00.png', 'segmentation_00.png'):
+        picture = mmcv.imread(str(work_dir / name))
+        assert picture.shape[1] >= 800, picture.shape
+        # the legend strip at the bottom: white with coloured swatches
+        assert (picture[-44:, :8] == 255).all() and (picture[-30:-14, 14:30] != 255).any()
