@@ -1,4 +1,4 @@
-"""``tools/demo.py``: the console a newcomer reads (one line per phase, progress bars, a summary;
+"""``tools/demo.py``, shortened: every artifact, the console a newcomer reads (one line per phase, progress bars, a summary;
 mmengine's output in log files), the seed, and the pictures (>= 800 px, legend)."""
 import json
 import os
@@ -32,12 +32,19 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert 'training' in result.stderr and 'evaluating' in result.stderr  # the progress bars
     assert 'loss' in result.stderr
 
+    assert 'training from random initialisation, seed 3' in result.stdout
     metrics = json.loads((work_dir / 'metrics.json').read_text())
-    assert metrics['seed'] == 3
+    assert metrics['seed'] == 3 and metrics['pretrained'] is False and metrics['seconds'] > 0
+    assert metrics['detection']['backbone'] == 'FastViT-T8'
+    assert metrics['segmentation']['backbone'] == 'FasterViT-0'
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'):
+        assert 0.0 <= metrics['detection'][key] <= 1.0
+    assert 0.0 <= metrics['segmentation']['mIoU'] <= 100.0
     assert set(metrics['segmentation']['IoU']) == {'background', 'rectangle', 'ellipse',
                                                     'triangle'}
     summary = lines[lines.index('=' * 78) + 1:]
     assert any('mIoU' in line and 'ellipse' in line for line in summary)
+    assert any('box mAP@0.5' in line for line in summary)
     logs = next(line for line in summary if line.strip().startswith('logs:'))
     for path in logs.split(':', 1)[1].split(','):
         assert os.path.getsize(path.strip()) > 0, path

@@ -81,28 +81,6 @@ def test_get_flops_reports_parameters_and_flops():
     assert 'Flops:' in output and 'Params:' in output
 
 
-def test_shortened_demo_writes_every_artifact(tmp_path):
-    work_dir = tmp_path / 'demo'
-    output = run('tools/demo.py', '--work-dir', work_dir, '--data-root', tmp_path / 'data',
-                 '--det-iters', '2', '--seg-iters', '2', '--num-train', '6', '--num-val', '3',
-                 '--num-drawings', '2')
-    metrics = json.loads((work_dir / 'metrics.json').read_text())
-    assert set(metrics) >= {'detection', 'segmentation', 'pretrained', 'seconds'}
-    assert metrics['detection']['backbone'] == 'FastViT-T8'
-    assert metrics['segmentation']['backbone'] == 'FasterViT-0'
-    for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP'):
-        assert 0.0 <= metrics['detection'][key] <= 1.0
-    assert 0.0 <= metrics['segmentation']['mIoU'] <= 100.0
-    assert metrics['pretrained'] is False and metrics['seconds'] > 0
-    import cv2
-    for prefix in ('detection', 'segmentation'):
-        for index in range(2):
-            image = cv2.imread(str(work_dir / f'{prefix}_{index:02d}.png'))
-            assert image is not None and image.shape[0] > 64 and image.shape[1] > 64
-    assert 'training from random initialisation' in output
-    assert 'mIoU' in output and 'box mAP@0.5' in output
-
-
 def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     """A detector checkpoint saved by training becomes a fused one that the test tool runs with
     the one-line deploy change, with the same predictions."""
