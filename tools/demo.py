@@ -62,8 +62,8 @@ class Console:
         self.log_dir = osp.join(work_dir, 'logs')
         os.makedirs(self.log_dir, exist_ok=True)
         self.phases, self.phase = phases, 0
-        self.logs = [osp.join(self.log_dir, 'console.log')]
-        self.stream = open(osp.join(self.log_dir, 'console.log'), 'a', buffering=1)
+        self.log_file = osp.join(self.log_dir, 'console.log')
+        self.stream = open(self.log_file, 'a', buffering=1)
         self.terminal = sys.stdout
         warnings.showwarning = self._warning
 
@@ -255,14 +255,13 @@ def run(cfg, out_dir, prefix, count, score_thr, console, name):
         runner = build_runner(cfg)
         runner.register_hook(progress_hook())
         log_file = osp.join(runner.log_dir, runner.timestamp + '.log')
-        console.logs.append(log_file)
         console.step(f'{name}: training {runner.max_iters} iterations (log: {log_file})')
         runner.train()
         console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
                      'images')
         metrics = runner.test()
         drawings = draw(runner, out_dir, prefix, count, score_thr)
-    return metrics, drawings
+    return metrics, drawings, log_file
 
 
 def per_class_iou(log_file, classes):
@@ -299,15 +298,15 @@ def main(argv=None):
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection', args.seed)
-    det_metrics, det_drawings = run(det_cfg, args.work_dir, 'detection', args.num_drawings,
+    det_metrics, det_drawings, det_log = run(det_cfg, args.work_dir, 'detection', args.num_drawings,
                                     args.score_thr, console, 'Mask R-CNN + FastViT-T8')
     seg_cfg = configure(SEG_CONFIG, osp.join(args.work_dir, 'segmentation'), args.data_root,
                         args.seg_iters, seg_checkpoint, 'segmentation', args.seed)
-    seg_metrics, seg_drawings = run(seg_cfg, args.work_dir, 'segmentation', args.num_drawings,
+    seg_metrics, seg_drawings, seg_log = run(seg_cfg, args.work_dir, 'segmentation', args.num_drawings,
                                     args.score_thr, console, 'Semantic FPN + FasterViT-0')
     console.step(f'pictures: {len(det_drawings) + len(seg_drawings)} written to {args.work_dir}')
-    logs = sorted(set(console.logs))
-    seg_classes = per_class_iou(console.logs[-1], seg_cfg.metainfo['classes'])
+    logs = [det_log, seg_log, console.log_file]
+    seg_classes = per_class_iou(seg_log, seg_cfg.metainfo['classes'])
 
     result = {
         'detection': {

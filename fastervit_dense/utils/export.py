@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 __all__ = ['MatrixAdaptiveAvgPool2d', 'make_exportable', 'export_onnx', 'compare_with_onnxruntime',
-           'build_backbone']
+           'export_and_compare', 'build_backbone', 'parse_sizes']
 
 
 def adaptive_pooling_matrix(length, cells: int, dtype, device) -> torch.Tensor:
@@ -129,8 +129,23 @@ def build_backbone(name: str, checkpoint=None) -> nn.Module:
     return model.eval()
 
 
-def _parse_sizes(text: str) -> List[Tuple[int, int]]:
-    return [tuple(int(v) for v in s.split('x')) for s in text.split(',') if s]
+def parse_sizes(text: str) -> List[Tuple[int, int]]:
+    """``'320x480,97x300'`` -> ``[(320, 480), (97, 300)]``; ``''`` -> ``[]``."""
+    try:
+        return [tuple(int(v) for v in s.lower().split('x')) for s in text.split(',') if s]
+    except ValueError:
+        raise ValueError(f'sizes {text!r}: give sizes as HxW[,HxW...], e.g. 320x480,333x517') \
+            from None
+
+
+def export_and_compare(module: nn.Module, path, shape: Sequence[int], sizes, what: str):
+    """The command lines' backbone export: writes ``path``, compares it with PyTorch at
+    ``sizes`` and prints one line for each."""
+    names = export_onnx(module, path, shape)
+    print(f'exported {what} to {path} (outputs: {", ".join(names)}; dynamic batch, height and '
+          'width)')
+    for size, error in compare_with_onnxruntime(module, path, sizes).items():
+        print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
 
 
 def main(argv=None) -> int:
@@ -141,12 +156,12 @@ def main(argv=None) -> int:
     parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], help='tracing size H W')
     parser.add_argument('--verify', default='320x480,97x300', help='sizes to check ("" to skip)')
     args = parser.parse_args(argv)
+    try:
+        sizes = parse_sizes(args.verify)
+    except ValueError as error:
+        raise SystemExit(f'--verify: {error}')
     model = build_backbone(args.backbone, args.checkpoint)
-    names = export_onnx(model, args.out, args.shape)
-    print(f'exported {args.backbone} to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
-          'height and width)')
-    for size, error in compare_with_onnxruntime(model, args.out, _parse_sizes(args.verify)).items():
-        print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
+    export_and_compare(model, args.out, args.shape, sizes, args.backbone)
     return 0
 
 

@@ -53,6 +53,9 @@ def test_backbone_export_command_line(tmp_path):
     out = tmp_path / 'fastvit.onnx'
     assert main(['fastvit-t8', str(out), '--shape', '128', '128', '--verify', '97x300,64x200']) == 0
     assert out.exists()
+    with pytest.raises(SystemExit, match='give sizes as HxW'):
+        main(['fastvit-t8', str(tmp_path / 'other.onnx'), '--verify', '97by300'])
+    assert not (tmp_path / 'other.onnx').exists()
 
 
 def test_compare_with_onnxruntime_reports_each_size(tmp_path):

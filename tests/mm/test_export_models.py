@@ -13,8 +13,8 @@ import torch
 import fastervit_dense.mm  # noqa: F401
 from fastervit_dense.mm.deploy import export_model, exportable
 from fastervit_dense.mm.deploy.verify import (format_report, framework_detections,
-                                              framework_seg_logits, match_detections, run_onnx,
-                                              segmentation_agreement)
+                                              framework_seg_logits, match_detections,
+                                              random_image, run_onnx, segmentation_agreement)
 from fastervit_dense.mm.runner import build_model, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,9 +31,7 @@ def assert_standard_opset17(path):
     assert [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')] == [17]
 
 
-def image(height, width, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (1, 3, height, width), generator=generator).float()
+image = random_image
 
 
 def random_dino(config, seed=0, **backbone):
@@ -212,3 +210,17 @@ def test_agreement_checks_fail_on_what_they_check():
     assert segmentation_agreement(logits, logits)['agree']
     assert not segmentation_agreement(flipped, logits)['agree']
     assert not segmentation_agreement(logits[:, :10], logits)['agree']
+
+
+def test_backbone_from_the_command_line(tmp_path):
+    """``--what backbone``: the config's backbone alone (FastViT fused), compared with PyTorch at
+    sizes other than the traced one."""
+    config = os.path.join(ROOT, 'configs', 'fastvit', 'fpn_fastvit-sa12_8xb4-40k_ade20k-512x512.py')
+    result = subprocess.run([sys.executable, TOOL, config, str(tmp_path / 'backbone.onnx'),
+                             '--what', 'backbone', '--shape', '128', '128',
+                             '--verify', '97x300,160x224'],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    differences = [float(line.rsplit(' ', 1)[1]) for line in result.stdout.splitlines()
+                   if 'max relative difference' in line]
+    assert len(differences) == 2 and max(differences) < 1e-3, result.stdout

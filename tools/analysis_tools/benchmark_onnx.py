@@ -53,7 +53,7 @@ def benchmark(config, checkpoint, sizes, repeat, warmup, threads):
 
     from fastervit_dense.mm.deploy import build_for_export, export_model, exportable
     from fastervit_dense.mm.deploy.verify import (framework_detections, framework_seg_logits,
-                                                  run_onnx)
+                                                  random_image, run_onnx)
     model = build_for_export(config, checkpoint)
     roi_head = getattr(model, 'roi_head', None)
     if checkpoint is None and roi_head is not None:
@@ -69,8 +69,7 @@ def benchmark(config, checkpoint, sizes, repeat, warmup, threads):
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
         for height, width in sizes:
-            image = torch.randint(0, 256, (1, 3, height, width),
-                                  generator=torch.Generator().manual_seed(0)).float()
+            image = random_image(height, width)
             torch_times, onnx_times = [], []
             for step in range(warmup + repeat):
                 torch_seconds, _ = timed(lambda: reference(model, image))

@@ -28,25 +28,19 @@ import sys
 import torch
 
 from fastervit_dense.mm.deploy import build_for_export
+from fastervit_dense.utils.export import parse_sizes
 
 
-def parse_sizes(text: str):
-    try:
-        return [tuple(int(v) for v in s.lower().split('x')) for s in text.split(',') if s]
-    except ValueError:
-        raise SystemExit(f'--verify {text!r}: give sizes as HxW[,HxW...], e.g. 320x480,333x517')
-
-
-def verification_image(size, image_path=None, seed=0):
+def verification_image(size, image_path=None):
     """A float (1, 3, H, W) BGR image with integer values: ``image_path`` resized to ``size``, or
     random."""
+    from fastervit_dense.mm.deploy.verify import random_image
     height, width = size
     if image_path:
         import mmcv
         image = mmcv.imresize(mmcv.imread(image_path), (width, height))
         return torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (1, 3, height, width), generator=generator).float()
+    return random_image(height, width)
 
 
 def verify_model(model, path, sizes, image_path=None) -> bool:
@@ -90,16 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument('--image', default=None, help='image to verify on, resized to each size '
                         '(default: a random image)')
     args = parser.parse_args(argv)
-    sizes = parse_sizes(args.verify)
+    try:
+        sizes = parse_sizes(args.verify)
+    except ValueError as error:
+        raise SystemExit(f'--verify: {error}')
     model = build_for_export(args.config, args.checkpoint)
     if args.what == 'backbone':
-        from fastervit_dense.utils.export import compare_with_onnxruntime, export_onnx
-        backbone = model.backbone.eval()
-        names = export_onnx(backbone, args.out, args.shape or (224, 224))
-        print(f'exported the backbone to {args.out} (outputs: {", ".join(names)}; dynamic batch, '
-              'height and width)')
-        for size, error in compare_with_onnxruntime(backbone, args.out, sizes).items():
-            print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
+        from fastervit_dense.utils.export import export_and_compare
+        export_and_compare(model.backbone.eval(), args.out, args.shape or (224, 224), sizes,
+                           'the backbone')
         return 0
     from fastervit_dense.mm.deploy import export_model, exportable
     try:

@@ -50,8 +50,8 @@ class _TracedUpsample(nn.Module):
         self.align_corners = upsample.align_corners
 
     def forward(self, x):
-        size = [(torch.as_tensor(side) * self.scale_factor).floor().long()
-                if torch.is_tensor(side) else int(side * self.scale_factor)
+        size = [(side * self.scale_factor).floor().long() if torch.is_tensor(side)
+                else int(side * self.scale_factor)
                 for side in x.shape[-2:]]
         return F.interpolate(x, size=size, mode=self.mode, align_corners=self.align_corners)
 

@@ -11,13 +11,20 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-__all__ = ['BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT', 'framework_detections',
+__all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT', 'framework_detections',
            'framework_seg_logits', 'match_detections', 'segmentation_agreement', 'run_onnx']
 
 BOX_IOU = 0.98
 SCORE_TOLERANCE = 2e-3
 MASK_IOU = 0.9
 PIXEL_AGREEMENT = 0.995
+
+
+def random_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A random BGR image (1, 3, H, W) of integer values 0-255 in float32, as mmcv would load
+    one."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (1, 3, height, width), generator=generator).float()
 
 
 def _sample(data_sample_cls, image: torch.Tensor):
