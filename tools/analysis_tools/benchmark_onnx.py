@@ -92,11 +92,12 @@ def benchmark(config, checkpoint, sizes, repeat, warmup, threads):
 
 def to_markdown(records, threads) -> str:
     lines = ['| config | size | PyTorch ms | onnxruntime ms | onnxruntime / PyTorch | '
-             'detections | file MiB |', '|---|---|---|---|---|---|---|']
+             'detections | file MiB | export s |', '|---|---|---|---|---|---|---|---|']
     for r in records:
         lines.append(f'| {r["config"]} | {r["size"]} | {r["pytorch_ms"]:.0f} | '
                      f'{r["onnxruntime_ms"]:.0f} | {r["ratio"]:.2f} | '
-                     f'{"-" if r["detections"] is None else r["detections"]} | {r["file_mib"]} |')
+                     f'{"-" if r["detections"] is None else r["detections"]} | {r["file_mib"]:.0f} | '
+                     f'{r["export_s"]:.0f} |')
     return '\n'.join(lines) + f'\n\n({threads} threads each, median latency)\n'
 
 
