@@ -9,7 +9,8 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from fastervit_dense.mm.runner import build_runner, load_config, set_local_rank
+from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
+                                        set_local_rank)
 
 
 def parse_args(argv=None):
@@ -51,7 +52,11 @@ def main(argv=None):
         else:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
-    build_runner(cfg).test()
+    runner = build_runner(cfg)
+    try:
+        runner.test()
+    finally:
+        release_process_group()
 
 
 if __name__ == '__main__':

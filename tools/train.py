@@ -8,7 +8,8 @@ import argparse
 
 from mmengine.config import DictAction
 
-from fastervit_dense.mm.runner import build_runner, load_config, set_local_rank
+from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
+                                        set_local_rank)
 
 
 def parse_args(argv=None):
@@ -44,7 +45,11 @@ def main(argv=None):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    finally:
+        release_process_group()
 
 
 if __name__ == '__main__':

@@ -84,6 +84,16 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+def release_process_group():
+    """Destroys the default process group once a run is over (a no-op outside distributed runs).
+    Left to interpreter shutdown, gloo's worker threads can still hold finished work while Python
+    is torn down, and a rank of a run that succeeded aborts ('terminate called without an active
+    exception', exit code -6)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def set_local_rank(local_rank: int):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(local_rank)

@@ -152,3 +152,18 @@ def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting)
     assert record['case'] == 'fastervit-0 backbone step, with_cp=True' + suffix
     assert 2 * 117 < record['training_mib'] < record['peak_mib']
     assert record['step_s'] > 0
+
+
+def test_release_process_group_destroys_the_group_a_run_started(tmp_path):
+    """The train and test tools end a distributed run by destroying its process group, so that no
+    gloo work is left for interpreter shutdown (where a rank would abort after a good run)."""
+    import torch
+    import torch.distributed as dist
+    from fastervit_dense.mm.runner import release_process_group
+    release_process_group()  # nothing to release: no error
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    dist.all_reduce(torch.ones(1))
+    assert dist.is_initialized()
+    release_process_group()
+    assert not dist.is_initialized()
