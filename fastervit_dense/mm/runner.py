@@ -84,6 +84,26 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+def use_amp(cfg: Config):
+    """Mixed-precision training, as ``--amp`` asks: mmengine's ``AmpOptimWrapper`` (float16 with
+    dynamic loss scaling) on a GPU; on a CPU the kit's ``CPUAmpOptimWrapper`` (bfloat16), over the
+    backbone and neck only for detectors, whose heads call mmcv's float32-only CPU operators."""
+    import torch
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+        return
+    from fastervit_dense.mm.engine.optimizers import cpu_bf16_is_fast
+    cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    if cfg.default_scope == 'mmdet':
+        cfg.optim_wrapper.autocast_modules = [name for name in ('backbone', 'neck')
+                                              if cfg.model.get(name)]
+    if not cpu_bf16_is_fast():
+        import warnings
+        warnings.warn('--amp on a CPU without bfloat16 instructions (AMX, AVX512-BF16): bfloat16 '
+                      'is emulated there and trains slower than float32')
+
+
 def release_process_group():
     """Destroys the default process group once a run is over (a no-op outside distributed runs).
     Left to interpreter shutdown, gloo's worker threads can still hold finished work while Python

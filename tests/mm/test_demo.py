@@ -1,5 +1,5 @@
 """``tools/demo.py``, shortened: every artifact, the console a newcomer reads (one line per phase, progress bars, a summary;
-mmengine's output in log files), the seed, and the pictures (>= 800 px, legend)."""
+mmengine's output in log files), the seed, mixed precision, and the pictures (>= 800 px, legend)."""
 import json
 import os
 import subprocess
@@ -21,7 +21,7 @@ def run_demo(tmp_path, *extra):
 
 
 def test_demo_console_pictures_and_seed(tmp_path):
-    work_dir, result = run_demo(tmp_path, '--seed', '3')
+    work_dir, result = run_demo(tmp_path, '--seed', '3', '--seg-amp', 'on')
     lines = result.stdout.splitlines()
     phases = [line for line in lines if line.startswith('demo [')]
     assert [p.split(']')[0] for p in phases] == [f'demo [{i}/6' for i in range(1, 7)]
@@ -51,6 +51,15 @@ def test_demo_console_pictures_and_seed(tmp_path):
     detection_log = next(p.strip() for p in logs.split(':', 1)[1].split(',') if 'detection' in p)
     text = open(detection_log).read()
     assert 'Config:' in text and 'randomness = dict(seed=3)' in text and 'coco/bbox_mAP' in text
+    assert 'CPUAmpOptimWrapper' not in text  # the detector trains in float32
+
+    # --seg-amp on: the segmentor trains in bfloat16 mixed precision, and says so
+    assert 'segmentor (FasterViT-0): trains in bfloat16 mixed precision' in result.stdout
+    assert metrics['segmentation']['mixed_precision'] is True
+    assert any('mIoU' in line and 'bfloat16' in line for line in summary)
+    segmentation_log = next(p.strip() for p in logs.split(':', 1)[1].split(',')
+                            if 'segmentation' in p)
+    assert "type='CPUAmpOptimWrapper'" in open(segmentation_log).read()
 
     for name in ('detection_00.png', 'segmentation_00.png'):
         picture = mmcv.imread(str(work_dir / name))

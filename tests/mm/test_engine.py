@@ -1,0 +1,107 @@
+"""The kit's mmengine pieces for training on a CPU: bfloat16 mixed precision."""
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.registry import OPTIM_WRAPPERS
+
+from fastervit_dense.mm.engine import CPUAmpOptimWrapper
+
+DEMO = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    'configs', 'demo')
+
+
+class FloatOnlyHead(nn.Module):
+    """Stands for mmcv's compiled CPU operators, which take float32 only."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        if x.dtype != torch.float32:
+            raise RuntimeError(f'expected scalar type Float but found {x.dtype}')
+        return self.fc(x.mean((2, 3)))
+
+
+class Detector(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.neck = nn.Conv2d(8, 8, 1)
+        self.head = FloatOnlyHead()
+        self.seen = []
+        self.backbone[0].register_forward_hook(lambda m, i, o: self.seen.append(o.dtype))
+
+    def forward(self, x):
+        return self.head(self.neck(self.backbone(x)))
+
+
+def wrapper(model, **kwargs):
+    return OPTIM_WRAPPERS.build(dict(type='CPUAmpOptimWrapper', optimizer=torch.optim.SGD(
+        model.parameters(), lr=0.1), **kwargs))
+
+
+def test_whole_model_trains_in_bfloat16_with_float32_parameters_and_gradients():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.LazyLinear(2))
+    optim = wrapper(model)
+    x = torch.randn(2, 3, 8, 8)
+    with optim.optim_context(model):
+        out = model(x)
+    assert out.dtype == torch.bfloat16
+    optim.update_params(out.float().square().mean())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model(x).dtype == torch.float32  # outside training steps: float32
+
+
+def test_named_submodules_autocast_and_hand_float32_to_the_heads():
+    model = Detector()
+    with pytest.raises(RuntimeError, match='found torch.bfloat16'):
+        with wrapper(model).optim_context(model):  # whole-model autocast breaks float32-only ops
+            model(torch.randn(2, 3, 8, 8))
+    model = Detector()
+    optim = wrapper(model, autocast_modules=('backbone', 'neck'))
+    for _ in range(2):  # hooks installed once, active only inside the context
+        with optim.optim_context(model):
+            out = model(torch.randn(2, 3, 8, 8))
+        assert out.dtype == torch.float32
+        optim.update_params(out.square().mean())
+        assert model.backbone[0].weight.grad is None  # zeroed by update_params
+    assert model.seen == [torch.bfloat16, torch.bfloat16]
+    model(torch.randn(2, 3, 8, 8))
+    assert model.seen[-1] == torch.float32
+
+
+def test_gradients_reach_the_autocast_submodules():
+    model = Detector()
+    optim = wrapper(model, autocast_modules=('backbone',))
+    with optim.optim_context(model):
+        loss = model(torch.randn(2, 3, 8, 8)).square().mean()
+    optim.backward(loss)
+    grad = model.backbone[0].weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0
+
+
+def test_bad_settings_name_the_problem():
+    model = Detector()
+    with pytest.raises(ValueError, match="names 'rpn_head', which Detector does not have "
+                                         r'\(its submodules: backbone, neck, head\)'):
+        with wrapper(model, autocast_modules=('rpn_head',)).optim_context(model):
+            pass
+    with pytest.raises(ValueError, match='float16 autocast needs a GPU'):
+        CPUAmpOptimWrapper(dtype='float16', optimizer=torch.optim.SGD(model.parameters(), lr=1))
+
+
+def test_amp_without_a_gpu_picks_bfloat16_whole_segmentors_and_detector_backbones():
+    from fastervit_dense.mm.runner import load_config, use_amp
+    if torch.cuda.is_available():
+        pytest.skip('without a GPU only')
+    seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
+    use_amp(seg)
+    assert seg.optim_wrapper.type == 'CPUAmpOptimWrapper'
+    assert 'autocast_modules' not in seg.optim_wrapper
+    det = load_config(os.path.join(DEMO, 'mask-rcnn_fastvit-t8_fpn_synthetic.py'))
+    use_amp(det)
+    assert det.optim_wrapper.type == 'CPUAmpOptimWrapper'
+    assert det.optim_wrapper.autocast_modules == ['backbone', 'neck']
