@@ -56,6 +56,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
+# From random initialisation, seed 0: mIoU 87.28% with tools/train.py --amp (bfloat16 on a CPU
+# with AMX; 3.5 min on 2 cores), 86.54% in float32 (5 min); 180 iterations gave 69.65%.
 max_iters = 270
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
