@@ -52,7 +52,7 @@ def parse_args(argv=None):
     parser.add_argument('--seg-amp', choices=('auto', 'on', 'off'), default='auto',
                         help='mixed-precision training of the segmentor (tools/train.py --amp): '
                         'auto = on where no GPU is used and the CPU has bfloat16 instructions '
-                        '(AMX, AVX512-BF16), which about halves its training time there')
+                        '(AMX, AVX512-BF16), which cuts its training time by about a third there')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections drawn in the pictures: score >= this')
     return parser.parse_args(argv)

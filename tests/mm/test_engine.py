@@ -105,3 +105,13 @@ def test_amp_without_a_gpu_picks_bfloat16_whole_segmentors_and_detector_backbone
     use_amp(det)
     assert det.optim_wrapper.type == 'CPUAmpOptimWrapper'
     assert det.optim_wrapper.autocast_modules == ['backbone', 'neck']
+
+
+def test_a_failing_submodule_leaves_no_autocast_behind():
+    model = Detector()
+    optim = wrapper(model, autocast_modules=('backbone',))
+    with pytest.raises(RuntimeError, match='expected input'):
+        with optim.optim_context(model):
+            model.backbone(torch.randn(2, 4, 8, 8))  # wrong channels: raises inside the hooks
+    assert not torch.is_autocast_enabled('cpu')
+    assert model.backbone(torch.randn(2, 3, 8, 8)).dtype == torch.float32

@@ -55,6 +55,12 @@ class _SubmoduleAutocast:
             return _to_float(output)
         return None
 
+    def close(self):
+        """Leaves autocast contexts a submodule that raised never closed."""
+        self.active = False
+        while self._contexts:
+            self._contexts.pop().__exit__(None, None, None)
+
 
 @OPTIM_WRAPPERS.register_module()
 class CPUAmpOptimWrapper(OptimWrapper):
@@ -100,4 +106,4 @@ class CPUAmpOptimWrapper(OptimWrapper):
             try:
                 yield
             finally:
-                hooks.active = False
+                hooks.close()
