@@ -312,9 +312,10 @@ def main(argv=None):
                                    f'no ImageNet weights at {paths[0]} nor {flag}: training from '
                                    f'random initialisation, seed {args.seed}'))
     seg_amp = segmentor_amp(args.seg_amp)
+    from fastervit_dense.mm.runner import amp_dtype
+    seg_precision = f'{amp_dtype()} mixed precision' if seg_amp else 'float32'
     console.say('segmentor (FasterViT-0): ' + (
-        'trains in bfloat16 mixed precision (--seg-amp off: float32)' if seg_amp else
-        'trains in float32'))
+        f'trains in {seg_precision} (--seg-amp off: float32)' if seg_amp else 'trains in float32'))
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection', args.seed)
@@ -336,7 +337,8 @@ def main(argv=None):
             'segm_mAP': float(det_metrics['coco/segm_mAP']),
         },
         'segmentation': {'backbone': 'FasterViT-0', 'mIoU': float(seg_metrics['mIoU']),
-                         'IoU': seg_classes, 'mixed_precision': seg_amp},
+                         'IoU': seg_classes, 'mixed_precision': seg_amp,
+                         'precision': seg_precision},
         'seed': args.seed,
         'pretrained': bool(det_checkpoint and seg_checkpoint),
         'pretrained_detail': {'detection': det_checkpoint, 'segmentation': seg_checkpoint},
@@ -357,7 +359,7 @@ def main(argv=None):
     print(f'  instances, Mask R-CNN + FastViT-T8:   box mAP {det["bbox_mAP"]:.3f}, '
           f'box mAP@0.5 {det["bbox_mAP_50"]:.3f}, mask mAP {det["segm_mAP"]:.3f}')
     print(f'  semantic, Semantic FPN + FasterViT-0: mIoU {seg["mIoU"]:.2f}% (IoU: {per_class}; '
-          f'{"bfloat16 mixed precision" if seg_amp else "float32"})')
+          f'{seg_precision})')
     print(f'  metrics:  {metrics_path}')
     print(f'  pictures: {", ".join(det_drawings + seg_drawings)}')
     print(f'  logs:     {", ".join(logs)}')

@@ -84,12 +84,17 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+def amp_dtype() -> str:
+    """The floating-point type ``use_amp`` trains in here: 'float16' on a GPU, else 'bfloat16'."""
+    import torch
+    return 'float16' if torch.cuda.is_available() else 'bfloat16'
+
+
 def use_amp(cfg: Config):
     """Mixed-precision training, as ``--amp`` asks: mmengine's ``AmpOptimWrapper`` (float16 with
     dynamic loss scaling) on a GPU; on a CPU the kit's ``CPUAmpOptimWrapper`` (bfloat16), over the
     backbone and neck only for detectors, whose heads call mmcv's float32-only CPU operators."""
-    import torch
-    if torch.cuda.is_available():
+    if amp_dtype() == 'float16':
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
         return

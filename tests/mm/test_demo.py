@@ -56,6 +56,7 @@ def test_demo_console_pictures_and_seed(tmp_path):
     # --seg-amp on: the segmentor trains in bfloat16 mixed precision, and says so
     assert 'segmentor (FasterViT-0): trains in bfloat16 mixed precision' in result.stdout
     assert metrics['segmentation']['mixed_precision'] is True
+    assert metrics['segmentation']['precision'] == 'bfloat16 mixed precision'
     assert any('mIoU' in line and 'bfloat16' in line for line in summary)
     segmentation_log = next(p.strip() for p in logs.split(':', 1)[1].split(',')
                             if 'segmentation' in p)

@@ -107,6 +107,16 @@ def test_amp_without_a_gpu_picks_bfloat16_whole_segmentors_and_detector_backbone
     assert det.optim_wrapper.autocast_modules == ['backbone', 'neck']
 
 
+def test_amp_on_a_gpu_is_mmengines_float16_and_says_so(monkeypatch):
+    from fastervit_dense.mm.runner import amp_dtype, load_config, use_amp
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert amp_dtype() == 'float16'  # what the demo prints as the segmentor's precision
+    seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
+    use_amp(seg)
+    assert seg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert seg.optim_wrapper.loss_scale == 'dynamic'
+
+
 def test_a_failing_submodule_leaves_no_autocast_behind():
     model = Detector()
     optim = wrapper(model, autocast_modules=('backbone',))
