@@ -105,10 +105,13 @@ def test_segmentors_agree_with_mmseg(config, tmp_path):
     model = build_model(cfg)
     model.init_weights()
     model.eval()
-    if hasattr(model.backbone, 'switch_to_deploy'):
-        model.backbone.switch_to_deploy()
     path = tmp_path / 'segmentor.onnx'
-    assert export_model(exportable(model), path, (256, 256)) == ['seg_logits']
+    wrapper = exportable(model)
+    if hasattr(model.backbone, 'switch_to_deploy'):  # FastViT: exported fused, mmseg's model not
+        assert wrapper.segmentor.backbone.deploy and not model.backbone.deploy
+        assert not any(type(m).__name__ == 'MobileOneBlock' and m.reparam_conv is None
+                       for m in wrapper.segmentor.modules())
+    assert export_model(wrapper, path, (256, 256)) == ['seg_logits']
     # the export's rewrites live in the wrapper's copy: mmseg's model keeps its own modules
     assert not any('Matrix' in type(m).__name__ or 'Traced' in type(m).__name__
                    for m in model.modules())

@@ -12,6 +12,7 @@ What does not trace into standard ONNX operators with dynamic sizes (NMS, multi-
 pasting, deformable attention, adaptive pooling) is rewritten in the wrappers of this package and
 used only while exporting: training and mmdet/mmseg inference never run this code.
 """
+import copy
 from typing import List, Sequence
 
 import torch
@@ -23,9 +24,14 @@ OPSET = 17
 
 
 def exportable(model: nn.Module) -> nn.Module:
-    """The export wrapper for ``model`` (eval mode, SyncBN reverted, FastViT fused)."""
+    """The export wrapper for ``model`` (put in eval mode, SyncBN reverted). An unfused FastViT
+    backbone is exported fused: the wrapper fuses a copy, ``model`` keeps its train-time branches
+    (the outputs agree to float rounding)."""
     from mmengine.model import revert_sync_batchnorm
     model = revert_sync_batchnorm(model).eval()
+    if getattr(model.backbone, 'deploy', True) is False:
+        model = copy.deepcopy(model)
+        model.backbone.switch_to_deploy()
     name = type(model).__name__
     if hasattr(model, 'decode_head'):
         from .segmentors import SegmentorExport
