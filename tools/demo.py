@@ -162,9 +162,9 @@ def segmentor_amp(choice):
     float32: bfloat16 over its backbone and neck did not shorten its training here."""
     if choice != 'auto':
         return choice == 'on'
-    import torch
     from fastervit_dense.mm.engine.optimizers import cpu_bf16_is_fast
-    return not torch.cuda.is_available() and cpu_bf16_is_fast()
+    from fastervit_dense.mm.runner import amp_dtype
+    return amp_dtype() == 'bfloat16' and cpu_bf16_is_fast()
 
 
 def configure(path, work_dir, data_root, iters, checkpoint, kind, seed, amp=False):
@@ -314,8 +314,8 @@ def main(argv=None):
     seg_amp = segmentor_amp(args.seg_amp)
     from fastervit_dense.mm.runner import amp_dtype
     seg_precision = f'{amp_dtype()} mixed precision' if seg_amp else 'float32'
-    console.say('segmentor (FasterViT-0): ' + (
-        f'trains in {seg_precision} (--seg-amp off: float32)' if seg_amp else 'trains in float32'))
+    console.say(f'segmentor (FasterViT-0): trains in {seg_precision}' +
+                (' (--seg-amp off: float32)' if seg_amp else ''))
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection', args.seed)
