@@ -57,3 +57,18 @@ def isolated_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
     monkeypatch.setenv('NO_PROXY', '127.0.0.1,localhost')
     return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """``fake_cpu(amx, avx512_bf16, cap=None)``: what ``torch.cpu`` reports about bfloat16
+    instructions, and oneDNN's instruction-set cap (``ONEDNN_MAX_CPU_ISA``), for this test."""
+    def configure(amx: bool, avx512_bf16: bool, cap=None):
+        monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: amx, raising=False)
+        monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: avx512_bf16,
+                            raising=False)
+        monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
+        monkeypatch.delenv('DNNL_MAX_CPU_ISA', raising=False)
+        if cap:
+            monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', cap)
+    return configure

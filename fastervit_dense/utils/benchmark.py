@@ -1,9 +1,12 @@
-"""Measurement helpers shared by the kit's benchmark tools: memory readers and size parsing."""
+"""Measurement helpers shared by the kit's benchmark tools and the demo: memory readers, size
+parsing, and the machine a figure was measured on."""
+import os
+import platform
 import resource
 
 import torch
 
-__all__ = ['process_memory_mib', 'peak_mib', 'parse_size']
+__all__ = ['process_memory_mib', 'peak_mib', 'parse_size', 'cpu_model', 'instruction_set_caps']
 
 
 def process_memory_mib(field: str = 'VmHWM') -> float:
@@ -32,3 +35,27 @@ def parse_size(text):
     except ValueError:
         raise SystemExit(f'bad size {text!r}: expected HxW, e.g. 576x960') from None
     return height, width
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), e.g. 'AMD EPYC 9R14 96-Core
+    Processor'; figures measured on a CPU depend on it."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.lower().startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or 'unknown'
+
+
+#: Environment variables that cap the instruction sets PyTorch's CPU kernels use: oneDNN's
+#: (convolutions, bfloat16 matrix products), MKL's (float32 matrix products) and ATen's own.
+INSTRUCTION_SET_CAPS = ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS',
+                        'ATEN_CPU_CAPABILITY')
+
+
+def instruction_set_caps() -> dict:
+    """The instruction-set caps set in this process's environment ({} when none is)."""
+    return {name: os.environ[name] for name in INSTRUCTION_SET_CAPS if os.environ.get(name)}

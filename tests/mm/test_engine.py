@@ -125,3 +125,33 @@ def test_a_failing_submodule_leaves_no_autocast_behind():
             model.backbone(torch.randn(2, 4, 8, 8))  # wrong channels: raises inside the hooks
     assert not torch.is_autocast_enabled('cpu')
     assert model.backbone(torch.randn(2, 3, 8, 8)).dtype == torch.float32
+
+
+@pytest.mark.parametrize('amx,avx512_bf16,cap,expected', [
+    (True, True, None, 'AMX'),
+    (True, True, 'avx10_1_512_amx', 'AMX'),
+    (True, True, 'AVX512_CORE_BF16', 'AVX512-BF16'),  # AMX switched off by the cap
+    (False, True, None, 'AVX512-BF16'),  # e.g. AMD EPYC (Zen 4 and later)
+    (True, True, 'AVX512_CORE', None),
+    (True, True, 'AVX2', None),
+    (False, False, None, None),
+])
+def test_bfloat16_instructions_follow_the_cpu_and_onednns_cap(monkeypatch, fake_cpu, amx,
+                                                              avx512_bf16, cap, expected):
+    from fastervit_dense.mm.engine.optimizers import bfloat16_instructions, cpu_bf16_is_fast
+    fake_cpu(amx, avx512_bf16, cap)
+    assert bfloat16_instructions() == expected
+    assert cpu_bf16_is_fast() == (expected is not None)
+    if cap:  # oneDNN's older spelling of the same cap
+        monkeypatch.delenv('ONEDNN_MAX_CPU_ISA')
+        monkeypatch.setenv('DNNL_MAX_CPU_ISA', cap)
+        assert bfloat16_instructions() == expected
+
+
+def test_amp_warns_where_bfloat16_would_be_emulated(monkeypatch):
+    from fastervit_dense.mm.runner import load_config, use_amp
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2')
+    seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
+    with pytest.warns(UserWarning, match='bfloat16 is emulated there and trains slower'):
+        use_amp(seg)

@@ -10,6 +10,7 @@ mmcv's compiled CPU operators (NMS, RoIAlign, ...) take float32 only, so detecto
 their backbone and neck (``autocast_modules=('backbone', 'neck')``), whose outputs return to
 float32 before the heads.
 """
+import os
 from contextlib import contextmanager
 from typing import Optional, Sequence
 
@@ -18,11 +19,32 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
 
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it still runs bfloat16 matrix
+# products in hardware: on AMX, or with AVX512-BF16 (the older spelling DNNL_MAX_CPU_ISA too).
+_AMX_CAPS = ('AVX512_CORE_AMX', 'AVX512_CORE_AMX_FP16', 'AVX10_1_512_AMX', 'AVX10_1_512_AMX_FP16',
+             'AVX10_2_512_AMX_2', 'ALL')
+_AVX512_BF16_CAPS = _AMX_CAPS + ('AVX512_CORE_BF16', 'AVX512_CORE_FP16', 'AVX10_1_512',
+                                 'AVX10_2_512')
+
+
+def bfloat16_instructions() -> Optional[str]:
+    """The bfloat16 matrix instructions that oneDNN (PyTorch's CPU kernels for convolutions and
+    bfloat16 matrix products) uses here: ``'AMX'``, ``'AVX512-BF16'``, or None where the CPU has
+    neither and bfloat16 is emulated, slower than float32. A cap set with ``ONEDNN_MAX_CPU_ISA``
+    (or ``DNNL_MAX_CPU_ISA``) is taken into account, as oneDNN itself does."""
+    cap = (os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA')
+           or 'ALL').strip().upper()
+    if getattr(torch.cpu, '_is_amx_tile_supported', lambda: False)() and cap in _AMX_CAPS:
+        return 'AMX'
+    has_avx512_bf16 = getattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)()
+    if has_avx512_bf16 and cap in _AVX512_BF16_CAPS:
+        return 'AVX512-BF16'
+    return None
+
+
 def cpu_bf16_is_fast() -> bool:
-    """Whether this CPU has bfloat16 matrix instructions (AMX or AVX512-BF16); without them
-    bfloat16 is emulated and slower than float32."""
-    probes = ('_is_amx_tile_supported', '_is_avx512_bf16_supported')
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    """Whether bfloat16 runs on matrix instructions here (:func:`bfloat16_instructions`)."""
+    return bfloat16_instructions() is not None
 
 
 def _to_float(output):
