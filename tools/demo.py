@@ -51,8 +51,9 @@ def parse_args(argv=None):
                         help='seed of both trainings (the data stay the same)')
     parser.add_argument('--seg-amp', choices=('auto', 'on', 'off'), default='auto',
                         help='mixed-precision training of the segmentor (tools/train.py --amp): '
-                        'auto = on where no GPU is used and the CPU has bfloat16 instructions '
-                        '(AMX, AVX512-BF16), which cuts its training time by about a third there')
+                        'auto = on where no GPU is used and the CPU has AMX, which cuts its '
+                        'training time by about a third there; with AVX512-BF16 alone bfloat16 '
+                        'trained it slower than float32, so auto keeps float32 there')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detections drawn in the pictures: score >= this')
     return parser.parse_args(argv)
@@ -158,13 +159,28 @@ def weights_source(given, local_files, backbone, arch):
 
 
 def segmentor_amp(choice):
-    """Whether the segmentor trains in mixed precision (``--seg-amp``). The detector trains in
-    float32: bfloat16 over its backbone and neck did not shorten its training here."""
+    """Whether the segmentor trains in mixed precision (``--seg-amp``). ``auto``: on a CPU with
+    AMX only. With AVX512-BF16 alone (AMX switched off by ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``)
+    a bfloat16 step took 1.18 s against 0.82 s in float32, and without either bfloat16 is
+    emulated. The detector trains in float32: bfloat16 over its backbone and neck did not shorten
+    its training."""
     if choice != 'auto':
         return choice == 'on'
-    from fastervit_dense.mm.engine.optimizers import cpu_bf16_is_fast
+    from fastervit_dense.mm.engine.optimizers import bfloat16_instructions
     from fastervit_dense.mm.runner import amp_dtype
-    return amp_dtype() == 'bfloat16' and cpu_bf16_is_fast()
+    return amp_dtype() == 'bfloat16' and bfloat16_instructions() == 'AMX'
+
+
+def machine_description():
+    """What the demo's figures depend on besides the seed: the CPU (float rounding differs between
+    processors and instruction sets), where bfloat16 runs, caps on the instruction sets, threads."""
+    import torch
+
+    from fastervit_dense.mm.engine.optimizers import bfloat16_instructions
+    from fastervit_dense.utils.benchmark import cpu_model, instruction_set_caps
+    return {'cpu': cpu_model(), 'bfloat16_instructions': bfloat16_instructions(),
+            'instruction_set_caps': instruction_set_caps(), 'threads': torch.get_num_threads(),
+            'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def configure(path, work_dir, data_root, iters, checkpoint, kind, seed, amp=False):
@@ -314,7 +330,12 @@ def main(argv=None):
     seg_amp = segmentor_amp(args.seg_amp)
     from fastervit_dense.mm.runner import amp_dtype
     seg_precision = f'{amp_dtype()} mixed precision' if seg_amp else 'float32'
-    console.say(f'segmentor (FasterViT-0): trains in {seg_precision}' +
+    machine = machine_description()
+    on = ''
+    if seg_amp and amp_dtype() == 'bfloat16':
+        on = (f' on {machine["bfloat16_instructions"]}' if machine['bfloat16_instructions'] else
+              ' (emulated: this CPU has no bfloat16 instructions)')
+    console.say(f'segmentor (FasterViT-0): trains in {seg_precision}{on}' +
                 (' (--seg-amp off: float32)' if seg_amp else ''))
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
@@ -339,6 +360,7 @@ def main(argv=None):
         'segmentation': {'backbone': 'FasterViT-0', 'mIoU': float(seg_metrics['mIoU']),
                          'IoU': seg_classes, 'mixed_precision': seg_amp,
                          'precision': seg_precision},
+        'machine': machine,
         'seed': args.seed,
         'pretrained': bool(det_checkpoint and seg_checkpoint),
         'pretrained_detail': {'detection': det_checkpoint, 'segmentation': seg_checkpoint},
@@ -360,6 +382,9 @@ def main(argv=None):
           f'box mAP@0.5 {det["bbox_mAP_50"]:.3f}, mask mAP {det["segm_mAP"]:.3f}')
     print(f'  semantic, Semantic FPN + FasterViT-0: mIoU {seg["mIoU"]:.2f}% (IoU: {per_class}; '
           f'{seg_precision})')
+    caps = ', '.join(f'{k}={v}' for k, v in machine['instruction_set_caps'].items())
+    print(f'  machine:  {machine["cpu"]}, {machine["threads"]} threads; bfloat16 instructions: '
+          f'{machine["bfloat16_instructions"] or "none"}' + (f' (capped: {caps})' if caps else ''))
     print(f'  metrics:  {metrics_path}')
     print(f'  pictures: {", ".join(det_drawings + seg_drawings)}')
     print(f'  logs:     {", ".join(logs)}')

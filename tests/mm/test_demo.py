@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import mmcv
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,7 +43,15 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert 0.0 <= metrics['segmentation']['mIoU'] <= 100.0
     assert set(metrics['segmentation']['IoU']) == {'background', 'rectangle', 'ellipse',
                                                     'triangle'}
+    # the machine the figures were measured on: CPU, where bfloat16 ran, caps on instruction sets
+    from fastervit_dense.mm.engine.optimizers import bfloat16_instructions
+    from fastervit_dense.utils.benchmark import cpu_model, instruction_set_caps
+    machine = metrics['machine']
+    assert machine['cpu'] == cpu_model() and machine['cpu']
+    assert machine['bfloat16_instructions'] == bfloat16_instructions()
+    assert machine['instruction_set_caps'] == instruction_set_caps()
     summary = lines[lines.index('=' * 78) + 1:]
+    assert any(line.strip().startswith('machine:') and machine['cpu'] in line for line in summary)
     assert any('mIoU' in line and 'ellipse' in line for line in summary)
     assert any('box mAP@0.5' in line for line in summary)
     logs = next(line for line in summary if line.strip().startswith('logs:'))
@@ -54,7 +63,9 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert 'CPUAmpOptimWrapper' not in text  # the detector trains in float32
 
     # --seg-amp on: the segmentor trains in bfloat16 mixed precision, and says so
-    assert 'segmentor (FasterViT-0): trains in bfloat16 mixed precision' in result.stdout
+    where = (f'on {machine["bfloat16_instructions"]}' if machine['bfloat16_instructions'] else
+             '(emulated: this CPU has no bfloat16 instructions)')
+    assert f'segmentor (FasterViT-0): trains in bfloat16 mixed precision {where}' in result.stdout
     assert metrics['segmentation']['mixed_precision'] is True
     assert metrics['segmentation']['precision'] == 'bfloat16 mixed precision'
     assert any('mIoU' in line and 'bfloat16' in line for line in summary)
@@ -67,3 +78,27 @@ def test_demo_console_pictures_and_seed(tmp_path):
         assert picture.shape[1] >= 800, picture.shape
         # the legend strip at the bottom: white with coloured swatches
         assert (picture[-44:, :8] == 255).all() and (picture[-30:-14, 14:30] != 255).any()
+
+
+def load_demo_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo_tool', os.path.join(ROOT, 'tools', 'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('amx,avx512_bf16,cap,expected', [
+    (True, True, None, True),
+    (True, True, 'AVX512_CORE_BF16', False),  # AMX switched off: bfloat16 measured slower there
+    (False, True, None, False),  # AVX512-BF16 alone, e.g. AMD EPYC
+    (False, False, None, False),  # emulated
+])
+def test_seg_amp_auto_trains_in_bfloat16_on_amx_only(monkeypatch, fake_cpu, amx, avx512_bf16, cap,
+                                                     expected):
+    import torch
+    demo = load_demo_tool()
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    fake_cpu(amx, avx512_bf16, cap)
+    assert demo.segmentor_amp('auto') is expected
+    assert demo.segmentor_amp('on') is True and demo.segmentor_amp('off') is False
