@@ -223,14 +223,14 @@ class HATBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, ct_size: int, hat: bool,
                  mlp_ratio: float = 4., qkv_bias: bool = True, drop: float = 0.,
                  attn_drop: float = 0., drop_path: float = 0., layer_scale: Optional[float] = None,
-                 propagate: bool = False):
+                 propagate: bool = False, pos_embed_coords: str = 'side'):
         super().__init__()
         self.window_size = window_size
         self.ct_size = ct_size
         self.hat = hat
         self.propagate = propagate
         hidden = int(dim * mlp_ratio)
-        self.pos_embed = PositionEmbeddingMLP(dim)
+        self.pos_embed = PositionEmbeddingMLP(dim, coords=pos_embed_coords)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.norm2 = nn.LayerNorm(dim)
@@ -239,7 +239,7 @@ class HATBlock(nn.Module):
         self.gamma3 = _layer_scale(dim, layer_scale)
         self.gamma4 = _layer_scale(dim, layer_scale)
         if hat:
-            self.hat_pos_embed = PositionEmbeddingMLP(dim)
+            self.hat_pos_embed = PositionEmbeddingMLP(dim, coords=pos_embed_coords)
             self.hat_norm1 = nn.LayerNorm(dim)
             self.hat_attn = WindowAttention(dim, num_heads, qkv_bias, attn_drop, drop)
             self.hat_norm2 = nn.LayerNorm(dim)
@@ -323,9 +323,11 @@ class FasterViTStage(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, ct_size: int,
                  conv: bool, hat: bool, downsample: bool, mlp_ratio: float, drop_path: Sequence[float],
-                 layer_scale: Optional[float], propagation: bool, with_cp: bool = False):
+                 layer_scale: Optional[float], propagation: bool, with_cp: bool = False,
+                 pos_embed_coords: str = 'side', pad_conv: bool = False):
         super().__init__()
         self.conv = conv
+        self.pad_conv = pad_conv
         self.hat = hat and not conv
         self.window_size = window_size
         self.ct_size = ct_size
@@ -337,7 +339,8 @@ class FasterViTStage(nn.Module):
             self.blocks = nn.ModuleList([
                 HATBlock(dim, num_heads, window_size, ct_size, hat=self.hat, mlp_ratio=mlp_ratio,
                          drop_path=drop_path[i], layer_scale=layer_scale,
-                         propagate=propagation and i == depth - 1) for i in range(depth)
+                         propagate=propagation and i == depth - 1,
+                         pos_embed_coords=pos_embed_coords) for i in range(depth)
             ])
         if self.hat:
             self.global_tokenizer = CarrierTokenizer(dim, window_size, ct_size)
@@ -348,9 +351,12 @@ class FasterViTStage(nn.Module):
 
     def forward(self, x):
         if self.conv:
+            height, width = x.shape[-2], x.shape[-1]
+            if self.pad_conv:
+                x = pad_to_window_multiple(x, self.window_size)
             for block in self.blocks:
                 x = self._run(block, x)
-            return x
+            return x[:, :, :height, :width] if self.pad_conv else x
 
         height, width = x.shape[-2], x.shape[-1]
         w = self.window_size
@@ -406,6 +412,17 @@ class FasterViT(DenseBackbone):
             the output norms: only their inputs are kept for the backward pass, which recomputes
             the rest (about half the training memory, for about a third more compute).
             Default: False.
+        pos_embed_coords (str): Coordinates of the window and carrier position embeddings:
+            ``'side'``, each axis centred and scaled by half its side, as the ImageNet classifiers
+            were trained, or ``'tokens'``, both axes by half the token count, as FasterViT's DINO
+            detectors were trained (their published checkpoint needs it; see
+            :class:`~fastervit_dense.models.position.PositionEmbeddingMLP`). No weight depends on
+            it. Default: ``'side'``.
+        pad_conv_stages (bool): Zero-pad the maps of the convolutional stages 1-2 on the bottom and
+            right to a multiple of their window size before their blocks (and crop after), as
+            FasterViT's DINO code does; the padding's values then reach the last rows and columns
+            of real pixels from the second block on. Only inputs whose stage maps are not such
+            multiples are affected. Default: False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=SOURCE)``, loaded by
             :meth:`init_weights` (as OpenMMLab does) or directly with :meth:`load_pretrained`.
             SOURCE (a local path, an ``http(s)://`` URL or an ``hf-hub:`` id) is a published
@@ -421,8 +438,14 @@ class FasterViT(DenseBackbone):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_norm_cfg: Optional[dict] = dict(type='LN2d', eps=1e-6),
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 init_cfg=None):
+                 pos_embed_coords: str = 'side', pad_conv_stages: bool = False, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if pos_embed_coords not in PositionEmbeddingMLP.COORDS:
+            raise ValueError(f'pos_embed_coords must be one of {PositionEmbeddingMLP.COORDS}, got '
+                             f'{pos_embed_coords!r}: "side" as the ImageNet classifiers were '
+                             'trained, "tokens" as FasterViT\'s DINO detectors were')
+        self.pos_embed_coords = pos_embed_coords
+        self.pad_conv_stages = bool(pad_conv_stages)
         settings = self._resolve_arch(arch)
         self.arch = arch if isinstance(arch, str) else None
         overrides = dict(window_size=window_size, ct_size=ct_size, hat=hat,
@@ -454,7 +477,8 @@ class FasterViT(DenseBackbone):
                     mlp_ratio=settings['mlp_ratio'],
                     drop_path=rates[sum(depths[:i]):sum(depths[:i + 1])],
                     layer_scale=settings['layer_scale'], propagation=settings['propagation'],
-                    with_cp=with_cp))
+                    with_cp=with_cp, pos_embed_coords=pos_embed_coords,
+                    pad_conv=self.pad_conv_stages))
         for i in self.out_indices:
             norm = build_output_norm(out_norm_cfg, self.num_features[i])
             self.add_module(f'out_norm{i}', norm)

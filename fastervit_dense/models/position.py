@@ -61,12 +61,24 @@ class RelativePositionBias(nn.Module):
 class PositionEmbeddingMLP(nn.Module):
     """Additive position embedding for a ``grid_h x grid_w`` token grid (tokens row-major).
 
-    Per axis of side ``s`` the coordinate of index ``i`` is ``(i - s // 2) / (s // 2)``; the pair goes
-    through ``Linear(2, 512)-ReLU-Linear(512, dim)``. Returns (1, grid_h * grid_w, dim).
+    Per axis of side ``s`` the coordinate of index ``i`` is ``(i - s // 2) / (s // 2)``
+    (``coords='side'``, as the ImageNet classifiers were trained); the pair goes through
+    ``Linear(2, 512)-ReLU-Linear(512, dim)``. Returns (1, grid_h * grid_w, dim).
+
+    ``coords='tokens'`` centres and scales both axes by half the token count instead,
+    ``(i - n // 2) / (n // 2)`` with ``n = grid_h * grid_w`` (so a 7x7 window spans [-1, -0.75]): the
+    coordinates FasterViT's DINO detectors were trained with (NVlabs/FasterViT
+    ``downstream/object_detection/dino``), which their published weights need.
     """
 
-    def __init__(self, dim: int, hidden_dim: int = 512):
+    COORDS = ('side', 'tokens')
+
+    def __init__(self, dim: int, hidden_dim: int = 512, coords: str = 'side'):
         super().__init__()
+        if coords not in self.COORDS:
+            raise ValueError(f'position-embedding coords must be one of {self.COORDS}, got '
+                             f'{coords!r}')
+        self.coords = coords
         self.cpb_mlp = nn.Sequential(
             nn.Linear(2, hidden_dim, bias=True), nn.ReLU(),
             nn.Linear(hidden_dim, dim, bias=False))
@@ -75,7 +87,11 @@ class PositionEmbeddingMLP(nn.Module):
         weight = self.cpb_mlp[0].weight
         rows = torch.arange(grid_h, device=weight.device, dtype=torch.float32)
         cols = torch.arange(grid_w, device=weight.device, dtype=torch.float32)
-        rows = (rows - grid_h // 2) / _at_least_one(grid_h // 2)
-        cols = (cols - grid_w // 2) / _at_least_one(grid_w // 2)
+        if self.coords == 'tokens':
+            half_h = half_w = grid_h * grid_w // 2
+        else:
+            half_h, half_w = grid_h // 2, grid_w // 2
+        rows = (rows - half_h) / _at_least_one(half_h)
+        cols = (cols - half_w) / _at_least_one(half_w)
         coords = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).reshape(1, -1, 2)
         return self.cpb_mlp(coords.to(weight.dtype))

@@ -141,6 +141,64 @@ def test_traced_graph_follows_the_input_size():
                 torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+def test_position_embedding_on_the_dino_codes_coordinates():
+    """``coords='tokens'``: both axes centred and scaled by half the token count, as FasterViT's
+    DINO code computes them (a 7x7 window spans [-1, -0.75]); 'side' scales each axis by half its
+    side. Checked against the coordinates written out, for square and non-square grids."""
+    from fastervit_dense.models.position import PositionEmbeddingMLP
+    torch.manual_seed(0)
+    side = PositionEmbeddingMLP(8).eval()
+    tokens = PositionEmbeddingMLP(8, coords='tokens').eval()
+    tokens.load_state_dict(side.state_dict())
+    for grid_h, grid_w in [(7, 7), (4, 6), (1, 3)]:
+        half = grid_h * grid_w // 2
+        rows = [(i - half) / max(half, 1) for i in range(grid_h)]
+        cols = [(j - half) / max(half, 1) for j in range(grid_w)]
+        coords = torch.tensor([[r, c] for r in rows for c in cols])
+        torch.testing.assert_close(tokens(grid_h, grid_w)[0], side.cpb_mlp(coords))
+        rows = [(i - grid_h // 2) / max(grid_h // 2, 1) for i in range(grid_h)]
+        cols = [(j - grid_w // 2) / max(grid_w // 2, 1) for j in range(grid_w)]
+        coords = torch.tensor([[r, c] for r in rows for c in cols])
+        torch.testing.assert_close(side(grid_h, grid_w)[0], side.cpb_mlp(coords))
+    assert float(coords.min()) >= -1
+    # a whole backbone: same weights and keys, different features, and still any size traced
+    model = tiny().eval()
+    dino = tiny(pos_embed_coords='tokens').eval()
+    assert dino.load_state_dict(model.state_dict()) is not None
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        assert not torch.allclose(dino(x)[-1], model(x)[-1])
+        traced = torch.jit.trace(dino, torch.randn(1, 3, 224, 224), check_trace=False)
+        for a, b in zip(traced(x), dino(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_stages_padded_to_the_window_multiple_as_the_dino_code_does():
+    """``pad_conv_stages``: stages 1-2 run on their map zero-padded (bottom, right) to a multiple of
+    the window size and are cropped after, so the padding's values reach the border pixels from
+    the second block on; at sizes that are multiples nothing changes."""
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    plain = tiny().eval()
+    padded = tiny(pad_conv_stages=True).eval()
+    padded.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        x = torch.randn(1, 3, 112, 224)  # stage maps 28x56 and 14x28: multiples of 7
+        for a, b in zip(plain(x), padded(x)):
+            torch.testing.assert_close(a, b)
+        x = torch.randn(1, 3, 100, 130)  # stage-1 map 25x33, padded to 28x35
+        stem = plain.patch_embed(x)
+        reference = F.pad(stem, (0, 2, 0, 3))
+        for block in plain.levels[0].blocks:
+            reference = block(reference)
+        reference = reference[:, :, :25, :33]
+        torch.testing.assert_close(padded.levels[0](stem), reference)
+        assert not torch.allclose(plain.levels[0](stem), reference)
+        traced = torch.jit.trace(padded, torch.randn(1, 3, 224, 224), check_trace=False)
+        for a, b in zip(traced(x), padded(x)):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_output_norms_and_out_indices():
     model = FasterViT(arch=TINY, out_indices=(1, 3)).eval()
     assert hasattr(model, 'out_norm1') and hasattr(model, 'out_norm3')
@@ -248,6 +306,8 @@ def test_bad_input_tensors_are_named(x, error, text):
     (dict(arch=TINY, ct_size=9), r'ct_size 9 exceeds window_size\[2\]=7'),
     (dict(arch=TINY, frozen_stages=5), r'frozen_stages must be an int in \[-1, 4\]'),
     (dict(arch={'depths': [1, 1, 1, 1]}), r'missing keys'),
+    (dict(arch=TINY, pos_embed_coords='grid'),
+     r"pos_embed_coords must be one of \('side', 'tokens'\), got 'grid'"),
 ])
 def test_bad_arguments_fail_at_construction(kwargs, text):
     with pytest.raises(ValueError, match=text):
