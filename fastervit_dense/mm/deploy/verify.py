@@ -81,10 +81,12 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.ndarray]) -> dict:
+def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.ndarray],
+                     box_iou: float = BOX_IOU, score_tolerance: float = SCORE_TOLERANCE) -> dict:
     """Matches each exported detection to a reference one: among those with the same label, a
-    score within :data:`SCORE_TOLERANCE` and box IoU >= :data:`BOX_IOU`, the closest in score
-    (near-duplicate boxes of one class are common). Returns counts and the worst figures; ``agree``
+    score within ``score_tolerance`` (default :data:`SCORE_TOLERANCE`) and box IoU >= ``box_iou``
+    (default :data:`BOX_IOU`), the closest in score (near-duplicate boxes of one class are
+    common). Returns counts and the worst figures; ``agree``
     is True when every exported detection has a match (with mask IoU >= :data:`MASK_IOU` when
     there are masks)."""
     dets, labels = exported['dets'], exported['labels']
@@ -92,10 +94,10 @@ def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.nd
     ious = _box_iou(dets[:, :4], ref_dets[:, :4]) if len(dets) and len(ref_dets) else \
         np.zeros((len(dets), len(ref_dets)))
     score_differences = np.abs(dets[:, 4:5] - ref_dets[None, :, 4])
-    same = (labels[:, None] == ref_labels[None, :]) & (score_differences <= SCORE_TOLERANCE)
+    same = (labels[:, None] == ref_labels[None, :]) & (score_differences <= score_tolerance)
     matched, worst_iou, worst_score, worst_mask = 0, 1.0, 0.0, 1.0
     for i in range(len(dets)):
-        candidates = np.flatnonzero(same[i] & (ious[i] >= BOX_IOU))
+        candidates = np.flatnonzero(same[i] & (ious[i] >= box_iou))
         if not len(candidates):
             near = ious[i][same[i]]
             worst_iou = min(worst_iou, float(near.max()) if len(near) else 0.0)
