@@ -3,7 +3,6 @@ _base_ = './dino-4scale_fastervit-0_8xb2-12e_coco.py'
 model = dict(
     backbone=dict(
         arch='3',
-        drop_path_rate=0.3,
         with_cp=True,
         init_cfg=dict(
             type='Pretrained',
