@@ -1,4 +1,4 @@
-_base_ = './cascade-mask-rcnn_fastervit-2_fpn_ms-3x_coco.py'
+_base_ = './cascade-mask-rcnn_fastervit-2_fpn_4conv1fc-giou_ms-crop-3x_coco.py'
 
 model = dict(
     backbone=dict(

@@ -18,7 +18,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 CASCADE = os.path.join(ROOT, 'configs', 'fastervit',
-                       'cascade-mask-rcnn_fastervit-2_fpn_ms-3x_coco.py')
+                       'cascade-mask-rcnn_fastervit-2_fpn_4conv1fc-giou_ms-crop-3x_coco.py')
 SIZES = ((250, 333), (301, 397))  # non-square, not multiples of 32; the export traces (256, 320)
 
 
