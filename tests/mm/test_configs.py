@@ -44,11 +44,6 @@ def build(cfg, init=False):
     return revert_sync_batchnorm(model)
 
 
-# DINO follows NVlabs' recipe, which decays every parameter
-PROTOCOL_WITHOUT_NO_DECAY = {os.path.basename(p) for p in CONFIGS
-                             if os.path.basename(p).startswith('dino-')}
-
-
 def test_config_names_follow_openmmlab_naming():
     names = [os.path.basename(p) for p in CONFIGS]
     assert len(names) == 30
@@ -64,10 +59,7 @@ def test_every_config_builds_its_model(path):
     cfg = load(path)
     assert cfg.custom_imports == dict(imports=['fastervit_dense.mm'], allow_failed_imports=False)
     assert cfg.model.backbone.type in ('FasterViT', 'FastViT')
-    # the kit's no-decay rules, except where the protocol has none (tests/mm/test_protocols.py)
-    expected = (None if os.path.basename(path) in PROTOCOL_WITHOUT_NO_DECAY else
-                'NoDecayOptimWrapperConstructor')
-    assert cfg.optim_wrapper.get('constructor') == expected
+    # the optimizer's constructor follows each protocol: tests/mm/test_protocols.py
     model = build(cfg)
     backbone = model.backbone
     channels = [backbone.num_features[i] for i in backbone.out_indices]

@@ -47,8 +47,8 @@ def cascade_config():
     model.rpn_head.update(in_channels=64, feat_channels=64)
     roi = model.roi_head
     roi.bbox_roi_extractor.out_channels = 64
-    for head in roi.bbox_head:
-        head.update(in_channels=64, fc_out_channels=256, num_classes=3)
+    for head in roi.bbox_head:  # the recipe's 4conv1fc heads, narrowed
+        head.update(in_channels=64, conv_out_channels=64, fc_out_channels=256, num_classes=3)
     roi.mask_roi_extractor.out_channels = 64
     roi.mask_head.update(in_channels=64, conv_out_channels=64, num_classes=3)
     model.train_cfg.rpn.sampler.num = 128
@@ -239,17 +239,17 @@ def test_faster_rcnn_and_empty_results(mask_rcnn_weights, tmp_path):
 
 
 def test_cascade_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tiny_data, tmp_path):
-    """Cascade Mask R-CNN (3 stages, class-agnostic regression, stage-averaged scores and masks):
-    backbone, neck, RPN, the stages' classifiers and mask heads start from the trained Mask
-    R-CNN, then the whole cascade trains a few steps so that its stages differ."""
+    """Cascade Mask R-CNN as the shipped recipe builds it (3 stages of 4conv1fc box heads with
+    BatchNorm and class-specific regression of decoded boxes, stage-averaged scores and masks):
+    backbone, neck, RPN and the mask heads start from the trained Mask R-CNN, then the whole
+    cascade trains a few steps so that its stages differ."""
     cfg = cascade_config()
     model = build(cfg)
     state = model.state_dict()
     for key, value in mask_rcnn_weights.items():
         if key.startswith(('backbone.', 'neck.', 'rpn_head.')):
             state[key] = value
-        elif key.startswith(('roi_head.bbox_head.shared_fcs', 'roi_head.bbox_head.fc_cls',
-                             'roi_head.mask_head.')):
+        elif key.startswith('roi_head.mask_head.'):
             for stage in range(3):
                 name = key.replace('bbox_head.', f'bbox_head.{stage}.').replace(
                     'mask_head.', f'mask_head.{stage}.')
@@ -260,7 +260,8 @@ def test_cascade_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tiny
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model = fused(model)
     assert model.roi_head.num_stages == 3
-    assert all(head.reg_class_agnostic for head in model.roi_head.bbox_head)
+    assert not any(head.reg_class_agnostic for head in model.roi_head.bbox_head)
+    assert all(head.num_shared_convs == 4 for head in model.roi_head.bbox_head)
     path = tmp_path / 'cascade_mask_rcnn.onnx'
     names = export(model, path)
     assert names == ['dets', 'labels', 'masks']
