@@ -10,7 +10,9 @@
 #              all convolutions with a bias (input_proj)
 #   detector   900 queries, 300 kept at test time, 6+6 layers, 2048-wide FFNs, no dropout, 4
 #              sampling points, sine position encoding with temperature 20, two-stage with box
-#              refinement (mmdet's DINO base)
+#              refinement (mmdet's DINO base); one class head and one box head shared by the six
+#              decoder layers, the encoder's own (dec_pred_*_embed_share=True,
+#              two_stage_*_share=False: the kit's SharedDecoderDINOHead, mmdet's layout)
 #   denoising  100 queries (dn_number=100; groups follow the most boxes in the batch), label noise
 #              0.5, box noise 0.4 (mmdet's DINO default is 1.0)
 #   losses     focal 1.0 (alpha 0.25), L1 5.0, GIoU 2.0; matching costs 2/5/2
@@ -22,8 +24,6 @@
 #              480-800; random flip; test at short side 800 (max 1333)
 # Departures, on purpose:
 #   - classes: mmdet's 80 COCO classes (the official head scores 91 COCO category ids).
-#   - prediction heads: the official decoder shares one class and one box head across its six
-#     layers (dec_pred_*_embed_share=True); mmdet's DINO with box refinement gives each layer its own.
 #   - the backbone as the ImageNet weights were trained: NVlabs' DINO code scales the window
 #     position embedding's coordinates by the token count instead of the side, and zero-pads the
 #     maps of the convolutional stages to a multiple of 7 (pos_embed_coords='tokens',
@@ -52,6 +52,7 @@ model = dict(
     # 4 sampling points per head and level (enc_n_points, dec_n_points), mmdet's default spelled out
     encoder=dict(layer_cfg=dict(self_attn_cfg=dict(num_points=4))),
     decoder=dict(layer_cfg=dict(cross_attn_cfg=dict(num_points=4))),
+    bbox_head=dict(type='SharedDecoderDINOHead'),
     dn_cfg=dict(label_noise_scale=0.5, box_noise_scale=0.4,
                 group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)))
 

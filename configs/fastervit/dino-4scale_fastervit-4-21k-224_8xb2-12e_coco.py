@@ -8,9 +8,7 @@
 # two behaviours of their DINO code that the weights were trained with: the window position
 # embedding on coordinates scaled by the token count (pos_embed_coords='tokens'), and the maps of
 # the convolutional stages zero-padded to a multiple of 7 before their blocks (pad_conv_stages).
-# Departures of the base config that remain: 80 classes, one prediction head per decoder layer
-# (converted weights copy the shared head into each, so inference is the same; a fine-tune here
-# trains six copies), and with_cp (memory only).
+# Departures of the base config that remain: 80 classes, and with_cp (memory only).
 _base_ = './dino-4scale_fastervit-0_8xb2-12e_coco.py'
 
 model = dict(

@@ -5,6 +5,8 @@ allow_failed_imports=False)``)
 
 * registers :class:`~fastervit_dense.FasterViT` and :class:`~fastervit_dense.FastViT` in the MODELS
   registry of mmdet and of mmseg (whichever is installed), as ``type='FasterViT'`` / ``'FastViT'``;
+* registers :class:`~.dino_head.SharedDecoderDINOHead` in mmdet's MODELS (DINO's heads shared by
+  the decoder layers, as NVlabs trained FasterViT's DINO detectors);
 * registers :class:`~.engine.RNGStateHook` (exact resume) and
   :class:`~.engine.NoDecayOptimWrapperConstructor` in mmengine's registries;
 * makes mmengine's training checkpoints loadable with ``weights_only=True`` (:mod:`.checkpoint`);
@@ -14,6 +16,7 @@ The backbones are the core's classes themselves, so weights, state-dict keys and
 same inside and outside OpenMMLab.
 """
 import importlib
+import importlib.util
 import logging
 
 from ..models import BACKBONES
@@ -63,5 +66,7 @@ def _forward_core_logs():
 
 
 register_backbones()
+if importlib.util.find_spec('mmdet') is not None:
+    from . import dino_head  # noqa: F401  (registers SharedDecoderDINOHead in mmdet)
 install_safe_checkpoint_support()
 _forward_core_logs()

@@ -127,3 +127,37 @@ def test_the_command_line_writes_nothing_when_it_fails(tmp_path, capsys):
     assert 'refused to load' in captured.err and 'could run code' in captured.err
     assert 'unpickled' not in captured.out  # the payload never ran
     assert not dst.exists()
+
+
+def test_decoder_layers_share_their_heads_as_in_nvlabs_training():
+    """The DINO recipe's head: one class and one box branch for the six decoder layers (one set of
+    parameters, one gradient), the encoder's own; mmdet's state-dict layout, kept by deepcopy (EMA),
+    and the converted layout loads into it."""
+    import copy
+
+    from mmengine.config import Config
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import fastervit_dense.mm  # noqa: F401
+    register_all_modules()
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'fastervit',
+                                       'dino-4scale_fastervit-0_8xb2-12e_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    head = model.bbox_head
+    assert type(head).__name__ == 'SharedDecoderDINOHead'
+    for branches in (head.cls_branches, head.reg_branches):
+        assert len(branches) == 7
+        assert all(branches[i] is branches[0] for i in range(6)) and branches[6] is not branches[0]
+    # mmdet's layout: an entry per layer, the decoder's holding the same tensors
+    keys = [k for k in head.state_dict() if k.startswith('cls_branches.')]
+    assert keys == [f'cls_branches.{i}.{p}' for i in range(7) for p in ('weight', 'bias')]
+    assert len(list(head.parameters())) == 2 * (2 + 6)  # cls (w, b) and reg (3 x (w, b)), twice
+    # a loss through layer 3 only reaches the shared parameters
+    head.cls_branches[3](torch.randn(2, 256)).sum().backward()
+    assert head.cls_branches[0].weight.grad is not None and head.cls_branches[6].weight.grad is None
+    clone = copy.deepcopy(model).bbox_head
+    assert clone.cls_branches[5] is clone.cls_branches[0]
+    # the converted official layout fills the shared head of the published detector's config
+    check_against_config(convert_dino(official_layout()), CONFIG)

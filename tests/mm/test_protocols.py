@@ -36,6 +36,9 @@ _DINO_RECIPE = [
     ('model.positional_encoding.temperature', 20, _DINO_CFG + ': pe_temperatureH/W = 20'),
     ('model.with_box_refine', True, _DINO_CFG + ': two_stage_type standard, box refinement'),
     ('model.as_two_stage', True, _DINO_CFG + ": two_stage_type = 'standard'"),
+    ('model.bbox_head.type', 'SharedDecoderDINOHead',
+     _DINO_CFG + ': dec_pred_class_embed_share = dec_pred_bbox_embed_share = True, '
+     'two_stage_bbox_embed_share = two_stage_class_embed_share = False'),
     ('model.dn_cfg.label_noise_scale', 0.5, _DINO_CFG + ': dn_label_noise_ratio = 0.5'),
     ('model.dn_cfg.box_noise_scale', 0.4, _DINO_CFG + ': dn_box_noise_scale = 0.4'),
     ('model.dn_cfg.group_cfg.num_dn_queries', 100, _DINO_CFG + ': dn_number = 100'),
