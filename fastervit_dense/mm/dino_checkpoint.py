@@ -17,6 +17,8 @@ renames that layout's weights into the config's model, which then loads them str
 
 Pure torch: it reads no file (see ``tools/model_converters/dino2mm.py``) and needs no mmdet.
 """
+import copy
+import os
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional
@@ -192,13 +194,13 @@ CONVERTER_VERSION = 1
 
 def check_against_config(state_dict, config) -> None:
     """Raises :class:`CheckpointError` unless ``state_dict`` fills the detector of ``config`` (a
-    path or an mmengine Config) exactly, key by key and shape by shape. The model is built on the
-    meta device: nothing is allocated and no weights are downloaded."""
+    path or an mmengine Config, left unchanged) exactly, key by key and shape by shape. The model
+    is built on the meta device: nothing is allocated and no weights are downloaded."""
     from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):
         own = MODELS.build(cfg.model).state_dict()
@@ -219,8 +221,6 @@ def convert_dino_file(src, dst, config=DEFAULT_CONFIG, sha256: Optional[str] = N
     """Reads a DINO checkpoint (a path, URL or ``hf-hub:`` id) with the kit's safe reader, converts
     it, checks it against ``config``'s detector, and writes ``{'state_dict', 'meta'}`` atomically
     (mmdet's ``load_from`` and ``tools/test.py`` read it). A failure leaves no ``dst``."""
-    import os
-
     from ..checkpoint import extract_state_dict, read_source, save_atomic
     from ..hub import sha256_of
     path, checkpoint = read_source(src, sha256=sha256)

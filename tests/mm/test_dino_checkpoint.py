@@ -49,6 +49,11 @@ def test_the_official_layout_fills_the_configs_detector_exactly():
     converted = convert_dino(official_layout())
     check_against_config(converted, CONFIG)  # raises on any missing, unexpected or misshapen key
     assert len(converted) == 773
+    # a Config given instead of a path is left as it was (its ImageNet weights named)
+    from mmengine.config import Config
+    cfg = Config.fromfile(CONFIG)
+    check_against_config(converted, cfg)
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
 
 
 def test_values_land_where_mmdet_reads_them():
