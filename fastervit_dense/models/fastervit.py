@@ -97,8 +97,9 @@ def conv_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tenso
     """``bn(conv(x))``. When ``bn`` uses its running statistics (evaluation, or ``norm_eval``) the
     BatchNorm is folded into the convolution's weights for this call, which saves a pass over the
     map; the result is the same to float rounding, gradients reach every parameter, and nothing is
-    stored."""
-    if bn.training:
+    stored. A norm of another kind put in ``bn``'s place (a frozen BatchNorm, as some detection
+    libraries swap in) is applied as it is."""
+    if bn.training or not isinstance(bn, nn.modules.batchnorm._BatchNorm):
         return bn(conv(x))
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     bias = bn.bias - bn.running_mean * scale
@@ -552,20 +553,25 @@ class FasterViT(DenseBackbone):
     # ------------------------------------------------------------------ forward
     def forward(self, x):
         self._check_input(x)
+        return tuple(self._run_stages(x, self.out_indices, len(self.levels) - 1)[0])
+
+    def _run_stages(self, x, take, last: int):
+        """Runs the stem and the stages up to ``last``; returns the maps of the stages in ``take``
+        (stage order, each through its output norm), and the map stage ``last`` ends with."""
         # The convolutional part runs in channels-last memory order, which oneDNN and cuDNN
         # convolve faster and from which the windows of stages 3-4 are gathered with fewer strides.
         # Outputs are returned in the usual contiguous order for necks and compiled ops.
         x = x.contiguous(memory_format=torch.channels_last)
         x = run_checkpointed(self.patch_embed, x, enabled=self.with_cp)
         outs = []
-        for i, level in enumerate(self.levels):
+        for i, level in enumerate(self.levels[:last + 1]):
             x = level(x)
-            if i in self.out_indices:
+            if i in take:
                 out = run_checkpointed(getattr(self, f'out_norm{i}'), x, enabled=self.with_cp)
                 outs.append(out.contiguous())
-            if level.downsample is not None:
+            if i < last and level.downsample is not None:
                 x = run_checkpointed(level.downsample, x, enabled=self.with_cp)
-        return tuple(outs)
+        return outs, x
 
 
 #: Buffers and aliases found in published checkpoints that this implementation recomputes or does
