@@ -3,6 +3,8 @@ OpenMMLab layer for mmdetection 3.x and mmsegmentation 1.x.
 
     pip install fastervit_dense            # the core: torch, torchvision, timm
     pip install 'fastervit_dense[mm]'      # + mmengine, mmcv, mmdet, mmseg (ranges they accept)
+    pip install 'fastervit_dense[smp]'     # + segmentation_models_pytorch ('tu-fastervit_dense_2')
+    pip install 'fastervit_dense[transformers]'  # + Hugging Face transformers (TimmBackbone)
 
 Requirements are ranges, so the kit installs into an environment that already has torch (and
 mmcv). The exact set verified together lives in requirements/lock.txt; tools/setup_env.sh
@@ -46,6 +48,11 @@ MM_REQUIRES = [
     'pycocotools',
 ]
 
+# Libraries that take FasterViT as a timm model (``tu-fastervit_dense_*`` encoders, TimmBackbone);
+# the kit needs neither. Lower bounds: the versions the recipes' tests ran with.
+SMP_REQUIRE = ['segmentation-models-pytorch>=0.6,<1']
+TRANSFORMERS_REQUIRE = ['transformers>=5,<6']
+
 # ONNX export checks and runs (tools/deployment/export_onnx.py --verify, benchmark_onnx.py).
 DEPLOY_REQUIRE = ['onnx', 'onnxruntime']
 
@@ -66,6 +73,7 @@ setup(
     packages=find_packages(include=['fastervit_dense', 'fastervit_dense.*']),
     python_requires='>=3.10,<3.13',
     install_requires=CORE_REQUIRES,
-    extras_require={'mm': MM_REQUIRES, 'deploy': DEPLOY_REQUIRE, 'tests': TESTS_REQUIRE},
+    extras_require={'mm': MM_REQUIRES, 'deploy': DEPLOY_REQUIRE, 'tests': TESTS_REQUIRE,
+                    'smp': SMP_REQUIRE, 'transformers': TRANSFORMERS_REQUIRE},
     license='Apache-2.0',
 )

@@ -17,10 +17,10 @@ tools does) loads that layer too, so configs written for earlier versions keep w
 import sys
 
 from .models import (FASTERVIT_ARCHS, FASTERVIT_WEIGHTS, FASTVIT_ARCHS, FASTVIT_WEIGHTS, FasterViT,
-                     FastViT)
+                     FasterViTClassifier, FastViT)
 from .version import __version__
 
-__all__ = ['FasterViT', 'FastViT', 'FASTERVIT_ARCHS', 'FASTVIT_ARCHS', 'FASTERVIT_WEIGHTS',
+__all__ = ['FasterViT', 'FastViT', 'FasterViTClassifier', 'FASTERVIT_ARCHS', 'FASTVIT_ARCHS', 'FASTERVIT_WEIGHTS',
            'FASTVIT_WEIGHTS', '__version__']
 
 if 'mmdet' in sys.modules or 'mmseg' in sys.modules:

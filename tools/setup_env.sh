@@ -12,7 +12,8 @@
 #      load);
 #   2. (full stack) mmcv with its compiled ops, built once into a wheel cache outside the repository
 #      (about 14 minutes on 2 cores) and reused by every later environment;
-#   3. the kit in editable mode with its extras.
+#   3. the kit in editable mode with its extras (the full stack: segmentation_models_pytorch and
+#      transformers too, whose recipes tests/integrations runs).
 # CORE_VERSIONS="torch==2.4.1 ..." with --core installs those versions instead of the lock file's, in
 # .venv-core-custom (`make test-core-lowest` runs the core's tests at the lowest versions declared). On a ready machine it returns in about a second (a stamp records what was
 # installed).
@@ -99,8 +100,8 @@ else
             fi
             step "install mmcv" "${UV[@]}" "$(ls "$WHEELS"/mmcv-"$MMCV"-*.whl | head -n 1)"
         fi
-        step "install the kit, its OpenMMLab layer and test requirements" \
-            "${UV[@]}" --find-links "$WHEELS" -c "$LOCK" -e "$ROOT[mm,tests]"
+        step "install the kit, its OpenMMLab layer, the libraries of its recipes and test requirements" \
+            "${UV[@]}" --find-links "$WHEELS" -c "$LOCK" -e "$ROOT[mm,tests,smp,transformers]"
     else
         step "install the kit's core and its test requirements" "${UV[@]}" -c "$LOCK" -e "$ROOT[tests]"
     fi

@@ -225,6 +225,10 @@ class FasterViTClassifier(FasterViT):
         mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
                       for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
         unexpected = [k for k in state_dict if k not in own]
+        # Weights of what a features-only model pruned, and BatchNorm counters where a library
+        # swapped in frozen BatchNorms, are skipped and reported, not refused.
+        skipped += [k for k in unexpected if k.endswith('num_batches_tracked') or self._pruned(k)]
+        unexpected = [k for k in unexpected if k not in skipped]
         missing = [k for k in own if k not in state_dict and not k.startswith(f'{_CLASSIFIER}.')
                    and not self.checkpoint_adapter.may_be_missing(k)]
         if mismatched or unexpected or missing:
@@ -237,11 +241,22 @@ class FasterViTClassifier(FasterViT):
             hint = f'; the weights look like preset {guess!r}' if guess else ''
             raise CheckpointError(f'{name} does not fit {type(self).__name__}(arch={self.arch!r}): '
                                   f'tensors {problems}{hint}')
-        self.load_state_dict(state_dict, strict=False)
-        loaded = [k for k in state_dict if k in own]
-        logger.info(f'{type(self).__name__}: loaded {len(loaded)} tensors from {name}'
-                    + (f'; head left as initialised ({self.num_classes} classes)' if skipped else ''))
-        return dict(loaded=len(loaded), missing=skipped, unexpected=[], path=name)
+        loaded = {k: v for k, v in state_dict.items() if k in own}
+        self.load_state_dict(loaded, strict=False)
+        new_head = [k for k in skipped if k.startswith(f'{_CLASSIFIER}.') and k in own]
+        logger.info(f'{type(self).__name__}: loaded {len(loaded)} tensors from {name}; skipped '
+                    f'{len(skipped)}' + (f'; head left as initialised ({self.num_classes} '
+                                         'classes)' if new_head else ''))
+        return dict(loaded=len(loaded), missing=new_head, unexpected=skipped, path=name)
+
+    def _pruned(self, key: str) -> bool:
+        """Whether ``key`` belongs to a part :meth:`prune_intermediate_layers` removed."""
+        parts = key.split('.')
+        if parts[0] == 'levels' and parts[1].isdigit():
+            index = int(parts[1])
+            return index >= len(self.levels) or (
+                parts[2] == 'downsample' and self.levels[index].downsample is None)
+        return parts[0] == 'norm' and isinstance(self.norm, nn.Identity)
 
 
 # ---------------------------------------------------------------------- registration with timm
