@@ -196,7 +196,8 @@ def load_pretrained(model: torch.nn.Module, source, prefix: Optional[str] = None
     remote files are downloaded once into their cache and read through the same safe reader.
     Raises :class:`CheckpointError` when tensors exist under matching names with other shapes (it
     names each one, with both shapes, and the variant the weights look like) or when nothing matches.
-    Logs one line: loaded, missing and unexpected counts and names. Returns that report.
+    Logs one line: loaded, missing and unexpected counts and names, and the weights ``skipped``
+    because they belong to stages the backbone did not build. Returns that report.
     """
     adapter: CheckpointAdapter = model.checkpoint_adapter
     path, checkpoint = read_source(source, sha256=sha256, map_location=map_location)
@@ -211,6 +212,9 @@ def load_pretrained(model: torch.nn.Module, source, prefix: Optional[str] = None
     adapter.check(model, state_dict, name)
 
     mismatched, required, unexpected = compare_with_model(state_dict, own, adapter)
+    is_unbuilt = getattr(model, 'is_unbuilt_key', lambda key: False)
+    skipped = [k for k in unexpected if is_unbuilt(k)]
+    unexpected = [k for k in unexpected if k not in skipped]
     if mismatched:
         listed = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched[:8])
         more = f' (and {len(mismatched) - 8} more)' if len(mismatched) > 8 else ''
@@ -229,10 +233,13 @@ def load_pretrained(model: torch.nn.Module, source, prefix: Optional[str] = None
                               f'{_arch_hint(adapter, state_dict)}; is it a checkpoint of another '
                               'variant?')
     model.load_state_dict(state_dict, strict=False)
-    report = dict(loaded=len(loaded), missing=missing, unexpected=unexpected, path=path)
+    report = dict(loaded=len(loaded), missing=missing, unexpected=unexpected, skipped=skipped,
+                  path=path)
     logger.info(f'{type(model).__name__}: loaded {len(loaded)} tensors from {name}; missing '
                 f'{len(missing)}: {_names(missing)}; unexpected {len(unexpected)}: '
-                f'{_names(unexpected)}')
+                f'{_names(unexpected)}' + (f'; skipped {len(skipped)} of the stages after the '
+                                           f'last output, not built: {_names(skipped, 4)}'
+                                           if skipped else ''))
     return report
 
 

@@ -5,7 +5,7 @@ The backbones are plain ``torch.nn.Module``s. They also follow the conventions O
 registries and runners expect of a backbone (``init_cfg``, ``init_weights()``, ``is_init``), so the
 OpenMMLab layer (:mod:`fastervit_dense.mm`) registers these same classes without wrapping them.
 """
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,15 @@ def check_frozen_stages(frozen_stages, num_stages: int) -> int:
         raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}], got '
                          f'{frozen_stages!r}')
     return frozen_stages
+
+
+def drop_unbuilt_entries(module, state_dict, prefix, *args, **kwargs):
+    """``load_state_dict`` pre-hook: drops the weights of stages the backbone did not build
+    (those after its last output), so that checkpoints of whole backbones, earlier versions'
+    included, load strictly into one built with fewer stages."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if module.is_unbuilt_key(key[len(prefix):]):
+            del state_dict[key]
 
 
 def freeze(modules: Sequence[nn.Module]):
@@ -81,9 +90,23 @@ class DenseBackbone(nn.Module):
             self.load_pretrained(self.init_cfg['checkpoint'], **cfg)
         self._is_init = True
 
-    @staticmethod
-    def published_weights(arch: str) -> str:
-        raise NotImplementedError
+    #: Preset -> {tag: source} of its published weights (the first tag is the default).
+    published: Dict[str, Dict[str, str]] = {}
+
+    @classmethod
+    def published_weights(cls, arch: str, tag: Optional[str] = None) -> str:
+        """The source (URL or hub id) of preset ``arch``'s published weights: those of ``tag``
+        (one of ``published[arch]``), by default the first."""
+        name = cls.__name__
+        if arch not in cls.published:
+            raise ValueError(f'no published weights for {name} arch {arch!r}; published: '
+                             f'{", ".join(cls.published)}')
+        tags = cls.published[arch]
+        tag = next(iter(tags)) if tag is None else tag
+        if tag not in tags:
+            raise ValueError(f'no published weights {tag!r} for {name}-{arch}; published: '
+                             f'{", ".join(tags)}')
+        return tags[tag]
 
     def load_pretrained(self, source=None, prefix: Optional[str] = None, map_location='cpu',
                         use_ema: bool = False, sha256: Optional[str] = None) -> dict:
@@ -99,6 +122,11 @@ class DenseBackbone(nn.Module):
             source = self.published_weights(self.arch)
         return load_pretrained(self, source, prefix=prefix, map_location=map_location,
                                use_ema=use_ema, sha256=sha256)
+
+    def is_unbuilt_key(self, key: str) -> bool:
+        """Whether a weight of the whole backbone belongs to a stage this instance did not build
+        (stages after the last of ``out_indices`` are not)."""
+        return False
 
     def _freeze_stages(self):
         raise NotImplementedError

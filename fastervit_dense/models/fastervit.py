@@ -24,7 +24,8 @@ import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
 from ..checkpoint import CheckpointAdapter
-from .base import DenseBackbone, check_frozen_stages, check_out_indices, freeze
+from .base import (DenseBackbone, check_frozen_stages, check_out_indices, drop_unbuilt_entries,
+                   freeze)
 from .norms import build_output_norm
 from .windows import (carrier_grid_to_windows, carrier_pooling_matrix, carrier_windows_to_grid,
                       pad_to_window_multiple, window_partition, window_reverse)
@@ -57,14 +58,13 @@ FASTERVIT_ARCHS: Dict[str, dict] = {
     '4-21k-768': dict(_BASE_4_21K, window_size=[7, 7, 48, 24]),
 }
 _WEIGHTS_URL = 'https://huggingface.co/ahatamiz/FasterViT/resolve/main/'
-#: The published ImageNet weights of each preset (the official files, as the official package names
-#: them): ``FasterViT(arch).load_pretrained()`` loads them.
-FASTERVIT_WEIGHTS: Dict[str, str] = {
-    **{str(i): f'{_WEIGHTS_URL}fastervit_{i}_224_1k.pth.tar' for i in range(7)},
-    '4-21k-224': f'{_WEIGHTS_URL}fastervit_4_21k_224_w14.pth.tar',
-    '4-21k-384': f'{_WEIGHTS_URL}fastervit_4_21k_384_w24.pth.tar',
-    '4-21k-512': f'{_WEIGHTS_URL}fastervit_4_21k_512_w32.pth.tar',
-    '4-21k-768': f'{_WEIGHTS_URL}fastervit_4_21k_768_w48.pth.tar',
+#: The published ImageNet weights of each preset, by tag (the official files, as the official
+#: package names them; the tags are the kit's timm models' pretrained tags):
+#: ``FasterViT(arch).load_pretrained()`` loads the first tag's.
+FASTERVIT_WEIGHTS: Dict[str, Dict[str, str]] = {
+    **{str(i): {'in1k': f'{_WEIGHTS_URL}fastervit_{i}_224_1k.pth.tar'} for i in range(7)},
+    **{f'4-21k-{size}': {'in21k_ft_in1k': f'{_WEIGHTS_URL}fastervit_4_21k_{size}_w{window}.pth.tar'}
+       for size, window in ((224, 14), (384, 24), (512, 32), (768, 48))},
 }
 _ARCH_KEYS = ('depths', 'num_heads', 'window_size', 'ct_size', 'dim', 'in_dim', 'mlp_ratio', 'hat',
               'layer_scale', 'propagation', 'drop_path_rate')
@@ -468,13 +468,16 @@ class FasterViT(DenseBackbone):
         self.patch_embed = Stem(in_channels, settings['in_dim'], dim)
         # On the CPU even under a meta-device context: the rates are Python numbers, not weights.
         rates = torch.linspace(0, settings['drop_path_rate'], sum(depths), device='cpu').tolist()
+        # Stages after the last output are not built: they would hold weights that never run
+        # (which DistributedDataParallel refuses without find_unused_parameters).
+        last = max(self.out_indices)
         self.levels = nn.ModuleList()
-        for i in range(_NUM_STAGES):
+        for i in range(last + 1):
             self.levels.append(
                 FasterViTStage(
                     dim=self.num_features[i], depth=depths[i], num_heads=settings['num_heads'][i],
                     window_size=settings['window_size'][i], ct_size=settings['ct_size'],
-                    conv=i < 2, hat=settings['hat'][i], downsample=i < _NUM_STAGES - 1,
+                    conv=i < 2, hat=settings['hat'][i], downsample=i < last,
                     mlp_ratio=settings['mlp_ratio'],
                     drop_path=rates[sum(depths[:i]):sum(depths[:i + 1])],
                     layer_scale=settings['layer_scale'], propagation=settings['propagation'],
@@ -485,6 +488,7 @@ class FasterViT(DenseBackbone):
             self.add_module(f'out_norm{i}', norm)
         self.apply(self._init_module)
         self._register_load_state_dict_pre_hook(_drop_recomputable_entries, with_module=True)
+        self._register_load_state_dict_pre_hook(drop_unbuilt_entries, with_module=True)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ construction helpers
@@ -537,13 +541,15 @@ class FasterViT(DenseBackbone):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def published_weights(arch: str) -> str:
-        """The URL of the published ImageNet weights of preset ``arch``."""
-        if arch not in FASTERVIT_WEIGHTS:
-            raise ValueError(f'no published weights for FasterViT arch {arch!r}; published: '
-                             f'{", ".join(FASTERVIT_WEIGHTS)}')
-        return FASTERVIT_WEIGHTS[arch]
+    def is_unbuilt_key(self, key: str) -> bool:
+        """Whether ``key`` (of a checkpoint of the whole backbone) belongs to a stage, or the
+        last stage's downsample, that this instance did not build."""
+        match = re.match(r'levels\.(\d+)\.(downsample\.)?', key)
+        if match is None:
+            return False
+        index = int(match.group(1))
+        return index >= len(self.levels) or (
+            match.group(2) is not None and self.levels[index].downsample is None)
 
     # ------------------------------------------------------------------ training behaviour
     def _freeze_stages(self):
@@ -646,3 +652,4 @@ class FasterViTCheckpoints(CheckpointAdapter):
 
 
 FasterViT.checkpoint_adapter = FasterViTCheckpoints()
+FasterViT.published = FASTERVIT_WEIGHTS

@@ -14,40 +14,36 @@ from typing import Dict, Optional, Sequence
 
 import timm
 import torch
+from timm.models import get_arch_pretrained_cfgs
 from timm.utils.model import reparameterize_model
 
 from ..checkpoint import CheckpointAdapter, CheckpointError
-from .base import DenseBackbone, check_frozen_stages, check_out_indices, freeze
+from .base import (DenseBackbone, check_frozen_stages, check_out_indices, drop_unbuilt_entries,
+                   freeze)
 from .norms import build_output_norm
 
 __all__ = ['FastViT', 'FASTVIT_ARCHS', 'FASTVIT_WEIGHTS']
 
-#: Variant -> number of stages (mci3 and mci4 add a stride-64 fifth stage).
-FASTVIT_ARCHS = {
-    't8': 4, 't12': 4, 's12': 4, 'sa12': 4, 'sa24': 4, 'sa36': 4, 'ma36': 4, 'mci0': 4, 'mci1': 4,
-    'mci2': 4, 'mci3': 5, 'mci4': 5
+#: The variants timm implements, with their settings (mci3 and mci4 add a stride-64 fifth stage).
+FASTVIT_ARCHS: Dict[str, dict] = {
+    **{arch: dict(num_stages=4) for arch in ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36',
+                                              'mci0', 'mci1', 'mci2')},
+    'mci3': dict(num_stages=5), 'mci4': dict(num_stages=5),
 }
 
 
-def _timm_hub(arch: str, *tags: str) -> Dict[str, str]:
-    return {tag: f'hf-hub:timm/fastvit_{arch}.{tag}' for tag in tags}
+def _timm_published(arch: str) -> Dict[str, str]:
+    """Tag -> hub id of ``fastvit_{arch}``'s weights, from timm's pretrained configurations."""
+    cfgs = get_arch_pretrained_cfgs(f'fastvit_{arch}')
+    return {name.split('.', 1)[1]: f'hf-hub:{cfg.hf_hub_id}' for name, cfg in cfgs.items()
+            if cfg.hf_hub_id}
 
 
-#: The published weights of each variant as timm names them on the Hugging Face hub (timm's
-#: ``default_cfgs``); the first tag is the one ``FastViT(arch).load_pretrained()`` loads. ImageNet
-#: for t8..ma36 (``apple_dist_in1k``: distilled); the mci variants are MobileCLIP image towers, whose
-#: inputs are scaled to 0..1 without mean/std (mci3/mci4: OpenAI CLIP's mean and std).
-FASTVIT_WEIGHTS: Dict[str, Dict[str, str]] = {
-    **{arch: _timm_hub(arch, 'apple_in1k', 'apple_dist_in1k')
-       for arch in ('t8', 't12', 's12', 'sa12', 'sa24', 'sa36', 'ma36')},
-    'mci0': {'apple_mclip': 'hf-hub:apple/mobileclip_s0_timm',
-             **_timm_hub('mci0', 'apple_mclip2_dfndr2b')},
-    'mci1': {'apple_mclip': 'hf-hub:apple/mobileclip_s1_timm'},
-    'mci2': {'apple_mclip': 'hf-hub:apple/mobileclip_s2_timm',
-             **_timm_hub('mci2', 'apple_mclip2_dfndr2b')},
-    'mci3': _timm_hub('mci3', 'apple_mclip2_dfndr2b'),
-    'mci4': _timm_hub('mci4', 'apple_mclip2_dfndr2b'),
-}
+#: The published weights of each variant, by tag, as timm's pretrained configurations name them on
+#: the Hugging Face hub; the first tag is the one ``FastViT(arch).load_pretrained()`` loads.
+#: ImageNet for t8..ma36 (``apple_dist_in1k``: distilled); the mci variants are MobileCLIP image
+#: towers, whose inputs are scaled to 0..1 without mean/std (mci3/mci4: OpenAI CLIP's mean and std).
+FASTVIT_WEIGHTS: Dict[str, Dict[str, str]] = {arch: _timm_published(arch) for arch in FASTVIT_ARCHS}
 
 
 class FastViT(DenseBackbone):
@@ -85,7 +81,7 @@ class FastViT(DenseBackbone):
         if arch not in FASTVIT_ARCHS:
             raise ValueError(f'Unknown FastViT arch {arch!r}; valid names: '
                              f'{", ".join(repr(k) for k in FASTVIT_ARCHS)}')
-        num_stages = FASTVIT_ARCHS[arch]
+        num_stages = FASTVIT_ARCHS[arch]['num_stages']
         self.arch = arch
         self.in_channels = in_channels
         self.out_indices = check_out_indices(out_indices, num_stages, f'FastViT-{arch}')
@@ -99,26 +95,23 @@ class FastViT(DenseBackbone):
                                   fork_feat=True, drop_path_rate=drop_path_rate,
                                   inference_mode=deploy)
         self.stem = trunk.stem
-        self.stages = trunk.stages
+        # Stages after the last output are not kept: they would hold weights that never run
+        # (which DistributedDataParallel refuses without find_unused_parameters).
+        self.stages = trunk.stages[:max(self.out_indices) + 1]
         self.num_features = [info['num_chs'] for info in trunk.feature_info]
         if with_cp:
             for stage in self.stages:
                 stage.grad_checkpointing = True
-        for i in out_indices:
+        for i in self.out_indices:
             self.add_module(f'out_norm{i}', build_output_norm(out_norm_cfg, self.num_features[i]))
+        self._register_load_state_dict_pre_hook(drop_unbuilt_entries, with_module=True)
         self._freeze_stages()
 
-    @staticmethod
-    def published_weights(arch: str, tag: Optional[str] = None) -> str:
-        """The hub id of variant ``arch``'s published weights (``tag``: one of its
-        :data:`FASTVIT_WEIGHTS` tags; default the first)."""
-        tags = FASTVIT_WEIGHTS.get(arch, {})
-        if tag is None and tags:
-            tag = next(iter(tags))
-        if tag not in tags:
-            raise ValueError(f'no published weights {tag!r} for FastViT-{arch}; published: '
-                             f'{", ".join(tags) or "none"}')
-        return tags[tag]
+    def is_unbuilt_key(self, key: str) -> bool:
+        """Whether ``key`` (of a checkpoint of the whole trunk) belongs to a stage this instance
+        did not build."""
+        match = re.match(r'stages\.(\d+)\.', key)
+        return match is not None and int(match.group(1)) >= len(self.stages)
 
     def switch_to_deploy(self):
         """Fuses the train-time branches in place (outputs agree to float rounding)."""
@@ -135,13 +128,10 @@ class FastViT(DenseBackbone):
         self._check_input(x)
         x = self.stem(x)
         outs = []
-        last = max(self.out_indices)
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'out_norm{i}')(x))
-            if i == last:
-                break
         return tuple(outs)
 
 
@@ -216,3 +206,4 @@ class FastViTCheckpoints(CheckpointAdapter):
 
 
 FastViT.checkpoint_adapter = FastViTCheckpoints()
+FastViT.published = FASTVIT_WEIGHTS

@@ -40,8 +40,7 @@ from timm.models._registry import generate_default_cfgs, is_model, model_entrypo
 
 from ..checkpoint import CheckpointError, extract_state_dict, read_source
 from ..hub import resolve_checkpoint
-from .fastervit import (FASTERVIT_WEIGHTS, FasterViT, FasterViTCheckpoints, _NUM_STAGES,
-                        is_recomputable_key)
+from .fastervit import FasterViT, FasterViTCheckpoints, _NUM_STAGES, is_recomputable_key
 
 __all__ = ['FasterViTClassifier', 'TIMM_NAMES', 'TIMM_PREFIX', 'register_timm_models']
 
@@ -199,7 +198,7 @@ class FasterViTClassifier(FasterViT):
         from this model) as timm loads pretrained weights: the head only where its class count
         matches, otherwise left as initialised; the first convolution adapted when ``in_chans`` is
         not 3. Without ``source``, the published weights of the model's preset. Returns the
-        loading report (``loaded``, ``missing``, ``unexpected``, ``path``)."""
+        loading report (``loaded``, ``missing``: the new head's weights, ``skipped``, ``path``)."""
         if source is None:
             if self.arch is None:
                 raise ValueError('FasterViTClassifier built from a custom arch has no published '
@@ -247,16 +246,13 @@ class FasterViTClassifier(FasterViT):
         logger.info(f'{type(self).__name__}: loaded {len(loaded)} tensors from {name}; skipped '
                     f'{len(skipped)}' + (f'; head left as initialised ({self.num_classes} '
                                          'classes)' if new_head else ''))
-        return dict(loaded=len(loaded), missing=new_head, unexpected=skipped, path=name)
+        return dict(loaded=len(loaded), missing=new_head, unexpected=[], skipped=skipped,
+                    path=name)
 
     def _pruned(self, key: str) -> bool:
         """Whether ``key`` belongs to a part :meth:`prune_intermediate_layers` removed."""
-        parts = key.split('.')
-        if parts[0] == 'levels' and parts[1].isdigit():
-            index = int(parts[1])
-            return index >= len(self.levels) or (
-                parts[2] == 'downsample' and self.levels[index].downsample is None)
-        return parts[0] == 'norm' and isinstance(self.norm, nn.Identity)
+        return self.is_unbuilt_key(key) or (key.startswith('norm.')
+                                            and isinstance(self.norm, nn.Identity))
 
 
 # ---------------------------------------------------------------------- registration with timm
@@ -273,11 +269,11 @@ def _cfg(url: str, **kwargs) -> dict:
 
 def _default_cfgs():
     # Input size, crop and interpolation as the official package evaluates each published model.
-    cfgs = {f'{TIMM_PREFIX}{i}.in1k': _cfg(FASTERVIT_WEIGHTS[str(i)],
+    cfgs = {f'{TIMM_PREFIX}{i}.in1k': _cfg(FasterViT.published_weights(str(i)),
                                             crop_pct=0.875 if i == 0 else 1.0) for i in range(7)}
     for size, crop in ((224, 0.95), (384, 1.0), (512, 1.0), (768, 0.93)):
         cfgs[f'{TIMM_PREFIX}4_21k_{size}.in21k_ft_in1k'] = _cfg(
-            FASTERVIT_WEIGHTS[f'4-21k-{size}'], input_size=(3, size, size),
+            FasterViT.published_weights(f'4-21k-{size}'), input_size=(3, size, size),
             pool_size=(size // 32, size // 32), crop_pct=crop, crop_mode='squash')
     return generate_default_cfgs(cfgs)
 

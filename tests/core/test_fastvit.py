@@ -19,7 +19,7 @@ CHANNELS = {
 
 @pytest.mark.parametrize('arch', list(FASTVIT_ARCHS))
 def test_every_variant_gives_strided_outputs(arch):
-    indices = tuple(range(FASTVIT_ARCHS[arch]))
+    indices = tuple(range(FASTVIT_ARCHS[arch]['num_stages']))
     model = FastViT(arch, out_indices=indices).eval()
     assert model.num_features == CHANNELS[arch]
     with torch.no_grad():

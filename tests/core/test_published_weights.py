@@ -38,6 +38,28 @@ def test_every_preset_has_its_published_weights():
         FastViT.published_weights('t8', 'x')
 
 
+def test_both_backbones_share_one_table_shape_and_one_signature():
+    """Preset -> settings dict; preset -> {tag: source}; ``published_weights(arch, tag=None)``."""
+    for archs, weights in ((FASTERVIT_ARCHS, FASTERVIT_WEIGHTS), (FASTVIT_ARCHS, FASTVIT_WEIGHTS)):
+        assert all(isinstance(settings, dict) for settings in archs.values())
+        assert all(isinstance(tags, dict) and tags and all(isinstance(s, str) for s in tags.values())
+                   for tags in weights.values())
+    assert FasterViT.published_weights('4-21k-384', 'in21k_ft_in1k') == (
+        FasterViT.published_weights('4-21k-384'))
+    assert FasterViT.published_weights('0', 'in1k').endswith('/fastervit_0_224_1k.pth.tar')
+    with pytest.raises(ValueError, match=r"no published weights 'in22k' for FasterViT-2; "
+                       'published: in1k'):
+        FasterViT.published_weights('2', 'in22k')
+    with pytest.raises(ValueError, match=r"no published weights for FasterViT arch '9'"):
+        FasterViT.published_weights('9')
+    # FastViT's hub ids are timm's pretrained configurations', tags and order included.
+    from timm.models import get_arch_pretrained_cfgs
+    assert list(FASTVIT_WEIGHTS['mci0']) == [
+        name.split('.', 1)[1] for name in get_arch_pretrained_cfgs('fastvit_mci0')]
+    assert FASTVIT_WEIGHTS['mci0']['apple_mclip'] == 'hf-hub:apple/mobileclip_s0_timm'
+    assert FASTVIT_ARCHS['mci4'] == dict(num_stages=5)
+
+
 def test_url_downloads_once_then_loads_from_the_cache(server, torch_home,
                                                       official_fastervit0_checkpoint):
     data = open(official_fastervit0_checkpoint, 'rb').read()

@@ -46,7 +46,7 @@ def test_every_preset_has_a_name_listed_with_its_published_weights():
         arch = TIMM_NAMES[name]
         assert tag == ('in21k_ft_in1k' if '21k' in arch else 'in1k')
         cfg = timm.models.get_pretrained_cfg(tagged)
-        assert cfg.url == FASTERVIT_WEIGHTS[arch]
+        assert cfg.url == FasterViT.published_weights(arch) == FASTERVIT_WEIGHTS[arch][tag]
         assert cfg.num_classes == 1000 and cfg.classifier == 'head'
 
 
@@ -109,7 +109,7 @@ def test_published_file_in_the_cache_needs_no_network(official0, torch_home, mon
     """``pretrained=True`` with nothing overridden: the published URL's cache file is used."""
     reference, path = official0
     os.makedirs(torch_home, exist_ok=True)
-    cached = torch_home / os.path.basename(FASTERVIT_WEIGHTS['0'])
+    cached = torch_home / os.path.basename(FasterViT.published_weights('0'))
     cached.write_bytes(open(path, 'rb').read())
     monkeypatch.setenv('FASTERVIT_DENSE_OFFLINE', '1')
     model = timm.create_model('fastervit_dense_0', pretrained=True).eval()

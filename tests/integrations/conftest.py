@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from fastervit_dense import FASTERVIT_WEIGHTS
+from fastervit_dense import FasterViT
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def published_fastervit0(isolated_downloads, official_fastervit0_checkpoint, mon
     import torch
     os.makedirs(isolated_downloads, exist_ok=True)
     data = open(official_fastervit0_checkpoint, 'rb').read()
-    (isolated_downloads / os.path.basename(FASTERVIT_WEIGHTS['0'])).write_bytes(data)
+    (isolated_downloads / os.path.basename(FasterViT.published_weights('0'))).write_bytes(data)
     monkeypatch.setenv('FASTERVIT_DENSE_OFFLINE', '1')
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     return torch.load(official_fastervit0_checkpoint, weights_only=False)['state_dict']
