@@ -31,7 +31,10 @@ CORE_REQUIRES = [
     'torchvision>=0.19',
     'timm>=1.0.20',
     'safetensors',
-    'huggingface_hub',  # hf-hub: checkpoint ids
+    # hf-hub: checkpoint ids; 0.35 is the oldest the core's tests ran with (make test-core-lowest).
+    'huggingface_hub>=0.35',
+    'filelock',  # one download per machine (torch requires it too)
+    'tqdm',  # download progress (huggingface_hub requires it too)
 ]
 
 # As mmdet 3.x and mmseg 1.x declare them: both accept mmcv >= 2.0.0rc4, < 2.2.0.

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from fastervit_dense import hub
-from fastervit_dense.hub import (DownloadError, InvalidSourceError, is_remote, resolve_checkpoint,
-                                 url_cache_path)
+from fastervit_dense.hub import DownloadError, InvalidSourceError, resolve_checkpoint
+from fastervit_dense.hub import _url_cache_path as url_cache_path
 from fastervit_dense.testing.servers import FileServer, fill_hf_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,21 +80,6 @@ def closed_port() -> int:
 
 # ----------------------------------------------------------------------------------------------
 # Classifying sources
-
-
-@pytest.mark.parametrize('source, remote', [
-    ('https://example.com/a/model.pth', True),
-    ('http://example.com/model.pth', True),
-    ('HTTPS://EXAMPLE.COM/model.pth', True),
-    ('hf-hub:owner/repo', True),
-    ('hf-hub:owner/repo/sub/file.bin', True),
-    ('/tmp/model.pth', False),
-    ('checkpoints/hf-hub:x.pth', False),
-    (pathlib.Path('https:/example.com'), False),
-    (None, False),
-])
-def test_is_remote(source, remote):
-    assert is_remote(source) is remote
 
 
 def test_local_path_is_returned_unchanged(tmp_path, monkeypatch, server):
