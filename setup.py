@@ -49,6 +49,9 @@ MM_REQUIRES = [
     # mmengine's `mmdet::` config bases (and mmcv's setup) import pkg_resources, gone in setuptools 82.
     'setuptools<82',
     'pycocotools',
+    # The demo's generated data (fastervit_dense.mm.synthetic); mmcv requires both as well.
+    'numpy',
+    'opencv-python',
 ]
 
 # Libraries that take FasterViT as a timm model (``tu-fastervit_dense_*`` encoders, TimmBackbone);
@@ -57,7 +60,7 @@ SMP_REQUIRE = ['segmentation-models-pytorch>=0.6,<1']
 TRANSFORMERS_REQUIRE = ['transformers>=5,<6']
 
 # ONNX export checks and runs (tools/deployment/export_onnx.py --verify, benchmark_onnx.py).
-DEPLOY_REQUIRE = ['onnx', 'onnxruntime']
+DEPLOY_REQUIRE = ['onnx', 'onnxruntime', 'numpy']
 
 TESTS_REQUIRE = [
     'pytest',
@@ -73,7 +76,9 @@ setup(
     description='FasterViT and FastViT backbones for dense prediction, with an OpenMMLab layer',
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['fastervit_dense', 'fastervit_dense.*']),
+    # fastervit_dense.testing (reference models, loopback servers) serves the tests only.
+    packages=find_packages(include=['fastervit_dense', 'fastervit_dense.*'],
+                           exclude=['fastervit_dense.testing']),
     python_requires='>=3.10,<3.13',
     install_requires=CORE_REQUIRES,
     extras_require={'mm': MM_REQUIRES, 'deploy': DEPLOY_REQUIRE, 'tests': TESTS_REQUIRE,

@@ -26,7 +26,7 @@ def official_fastervit0_checkpoint(tmp_path_factory):
 def tiny_data(tmp_path_factory):
     """Small generated COCO-format (``coco/``) and ADE20K-layout (``ade/``) datasets: 8 training
     and 4 validation images of 128-200 px, for the tools' end-to-end runs."""
-    from fastervit_dense.testing.synthetic import make_datasets
+    from fastervit_dense.mm.synthetic import make_datasets
     root = tmp_path_factory.mktemp('data')
     make_datasets(str(root), num_train=8, num_val=4, seed=3, size_range=(128, 200))
     return root

@@ -134,7 +134,7 @@ def progress_hook():
 
 
 def ensure_data(root, num_train, num_val, console):
-    from fastervit_dense.testing.synthetic import make_datasets
+    from fastervit_dense.mm.synthetic import make_datasets
     marker = osp.join(root, f'.complete_{num_train}_{num_val}')
     if osp.exists(marker):
         console.step(f'data: ready under {root} ({num_train} train, {num_val} validation images '

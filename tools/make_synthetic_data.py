@@ -5,7 +5,7 @@ segmentation) for demos and end-to-end tests.
 """
 import argparse
 
-from fastervit_dense.testing.synthetic import make_datasets
+from fastervit_dense.mm.synthetic import make_datasets
 
 
 def main(argv=None):

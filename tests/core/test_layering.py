@@ -151,3 +151,39 @@ def test_openmmlab_is_absent_from_the_core_environment():
         assert present == []
     else:
         pytest.skip(f'full environment (has {", ".join(present) or "none"})')
+
+
+#: What the core may import: the standard library, the core's requirements (setup.py's
+#: CORE_REQUIRES, by import name) and, inside the functions that need them, the deploy extra's.
+CORE_IMPORTS = {'torch', 'torchvision', 'timm', 'safetensors', 'huggingface_hub', 'filelock', 'tqdm',
+                'onnx', 'onnxruntime', 'numpy', 'fastervit_dense'}
+
+
+@pytest.mark.subprocess
+def test_the_wheel_holds_the_kit_without_test_helpers_and_the_core_needs_only_its_requirements(
+        tmp_path):
+    import shutil
+    import zipfile
+    source = tmp_path / 'source'  # built from a copy: setuptools writes build/ into the tree
+    shutil.copytree(PACKAGE, source / 'fastervit_dense',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ('setup.py', 'README.md'):
+        shutil.copy(os.path.join(ROOT, name), source / name)
+    result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+                             '--no-build-isolation', '-q', '-w', str(tmp_path), str(source)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel, ) = tmp_path.glob('fastervit_dense-*.whl')
+    names = zipfile.ZipFile(wheel).namelist()
+    assert 'fastervit_dense/mm/synthetic.py' in names and 'fastervit_dense/hub.py' in names
+    assert not any(n.startswith('fastervit_dense/testing/') for n in names), names
+    offending = []
+    for name in names:
+        if not name.endswith('.py') or name.startswith('fastervit_dense/mm/'):
+            continue
+        module = name[:-len('.py')].replace('/', '.')
+        for imported in imports_of(module, os.path.join(ROOT, name)):
+            top = imported.split('.')[0]
+            if top not in CORE_IMPORTS and top not in sys.stdlib_module_names:
+                offending.append(f'{module} imports {imported}')
+    assert offending == []

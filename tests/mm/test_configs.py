@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from fastervit_dense.testing.batches import det_batch, seg_batch
+from fastervit_dense.mm.batches import det_batch, seg_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'fastervit', '*.py')) +

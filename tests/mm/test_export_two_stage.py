@@ -107,7 +107,7 @@ def fused(model):
 
 def drawn_image(height, width, seed):
     """Shapes drawn as in the synthetic data, BGR 0-255, (1, 3, H, W) float32."""
-    from fastervit_dense.testing.synthetic import draw_image
+    from fastervit_dense.mm.synthetic import draw_image
     image, _, _ = draw_image(np.random.default_rng(seed), height, width, max_objects=5)
     return torch.from_numpy(image).permute(2, 0, 1)[None].float().contiguous()
 

@@ -80,7 +80,7 @@ def test_backbones_train_at_extreme_sizes(size):
 
 
 def test_corrupted_file_in_a_training_set_is_named(tmp_path):
-    from fastervit_dense.testing.synthetic import make_semantic_dataset
+    from fastervit_dense.mm.synthetic import make_semantic_dataset
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS

@@ -57,7 +57,7 @@ def detector_case(name, size, batch_size, repeat, device):
     from mmengine.optim import build_optim_wrapper
 
     from fastervit_dense.mm.runner import prepare_scope
-    from fastervit_dense.testing.batches import det_batch
+    from fastervit_dense.mm.batches import det_batch
     config, backbone, extra = CASES[name]
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.model.backbone.init_cfg = None

@@ -9,6 +9,9 @@
 
 Images vary in size and aspect (non-square, not multiples of 32), hold several classes that overlap,
 small objects among them, on textured backgrounds. The same seed gives the same files.
+
+The demo (``tools/demo.py``) and ``tools/make_synthetic_data.py`` make their data with it; it needs
+OpenCV and NumPy, which the OpenMMLab layer declares.
 """
 import json
 import os
