@@ -187,7 +187,7 @@ def configure(path, work_dir, data_root, iters, checkpoint, kind, seed, amp=Fals
     from fastervit_dense.mm.runner import load_config, use_amp
     cfg = load_config(path, work_dir=work_dir)
     if amp:
-        use_amp(cfg)
+        cfg = use_amp(cfg)
     cfg.randomness = dict(seed=seed)
     sub = 'coco/' if kind == 'detection' else 'ade/'
     root = osp.join(data_root, sub)

@@ -10,7 +10,7 @@ import os.path as osp
 from mmengine.config import DictAction
 
 from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
-                                        set_local_rank)
+                                        run_tool, set_local_rank)
 
 
 def parse_args(argv=None):
@@ -60,4 +60,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -9,7 +9,7 @@ import argparse
 from mmengine.config import DictAction
 
 from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
-                                        set_local_rank, use_amp)
+                                        run_tool, set_local_rank, use_amp)
 
 
 def parse_args(argv=None):
@@ -34,7 +34,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
-        use_amp(cfg)
+        cfg = use_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit(f'{args.config} has no auto_scale_lr.base_batch_size to scale from')
@@ -53,4 +53,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -1,5 +1,9 @@
 """Config loading, model and runner building for either framework, chosen by the config's
-``default_scope`` (``mmdet`` or ``mmseg``): what the kit's train, test, export and analysis tools share."""
+``default_scope`` (``mmdet`` or ``mmseg``): what the kit's train, test, export and analysis tools share.
+
+These functions raise exceptions (the tools turn them into exit messages) and never change a config
+they are given: :func:`build_model` and :func:`use_amp` work on copies."""
+import copy
 import os
 import os.path as osp
 
@@ -8,16 +12,23 @@ from mmengine.config import Config
 SCOPES = ('mmdet', 'mmseg')
 
 
+class ConfigError(ValueError):
+    """A config the kit's tools cannot run."""
+
+
 def load_config(path: str, cfg_options=None, work_dir=None, launcher='none') -> Config:
+    """The config at ``path`` with ``cfg_options`` merged, ready for the kit's runner: gloo and no
+    device ids for distributed runs without CUDA, the RNG-state hook for exact resumes, a work
+    folder. Raises FileNotFoundError, or :class:`ConfigError` for a config of another framework."""
     if not osp.isfile(path):
-        raise SystemExit(f'config file {path!r} does not exist')
+        raise FileNotFoundError(f'config file {path!r} does not exist')
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
-        raise SystemExit(f'{path}: default_scope is {scope!r}; the kit runs mmdet and mmseg configs '
-                         "(inherit an mmdet:: or mmseg:: base, or set default_scope)")
+        raise ConfigError(f'{path}: default_scope is {scope!r}; the kit runs mmdet and mmseg '
+                          "configs (inherit an mmdet:: or mmseg:: base, or set default_scope)")
     cfg.launcher = launcher
     if launcher != 'none':
         _adapt_distributed_to_this_machine(cfg)
@@ -59,6 +70,7 @@ def build_model(cfg: Config):
     """The config's model in its framework's scope, without ImageNet loading (for tools that load
     trained weights themselves or need none)."""
     from mmengine.registry import MODELS, init_default_scope
+    cfg = copy.deepcopy(cfg)
     cfg.model.backbone.init_cfg = None
     prepare_scope(cfg)
     init_default_scope(cfg.default_scope)
@@ -90,14 +102,16 @@ def amp_dtype() -> str:
     return 'float16' if torch.cuda.is_available() else 'bfloat16'
 
 
-def use_amp(cfg: Config):
-    """Mixed-precision training, as ``--amp`` asks: mmengine's ``AmpOptimWrapper`` (float16 with
-    dynamic loss scaling) on a GPU; on a CPU the kit's ``CPUAmpOptimWrapper`` (bfloat16), over the
-    backbone and neck only for detectors, whose heads call mmcv's float32-only CPU operators."""
+def use_amp(cfg: Config) -> Config:
+    """A copy of ``cfg`` that trains in mixed precision, as ``--amp`` asks: mmengine's
+    ``AmpOptimWrapper`` (float16 with dynamic loss scaling) on a GPU; on a CPU the kit's
+    ``CPUAmpOptimWrapper`` (bfloat16), over the backbone and neck only for detectors, whose heads
+    call mmcv's float32-only CPU operators."""
+    cfg = copy.deepcopy(cfg)
     if amp_dtype() == 'float16':
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-        return
+        return cfg
     from fastervit_dense.mm.engine.optimizers import cpu_bf16_is_fast
     cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     if cfg.default_scope == 'mmdet':
@@ -107,6 +121,16 @@ def use_amp(cfg: Config):
         import warnings
         warnings.warn('--amp on a CPU without bfloat16 instructions (AMX, AVX512-BF16): bfloat16 '
                       'is emulated there and trains slower than float32')
+    return cfg
+
+
+def run_tool(main, argv=None):
+    """A tool's entry point: runs ``main(argv)``; a config that is missing or of another framework
+    ends the process with its message instead of a traceback."""
+    try:
+        return main(argv)
+    except (FileNotFoundError, ConfigError) as error:
+        raise SystemExit(str(error)) from None
 
 
 def release_process_group():

@@ -30,10 +30,12 @@ def peak_mib(device: str) -> float:
 
 
 def parse_size(text):
+    """``'576x960'`` -> ``(576, 960)``; a ValueError naming the expected form otherwise (an
+    argparse ``type=`` turns it into a usage error)."""
     try:
         height, width = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise SystemExit(f'bad size {text!r}: expected HxW, e.g. 576x960') from None
+        raise ValueError(f'bad size {text!r}: expected HxW, e.g. 576x960') from None
     return height, width
 
 

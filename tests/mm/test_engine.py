@@ -97,12 +97,12 @@ def test_amp_without_a_gpu_picks_bfloat16_whole_segmentors_and_detector_backbone
     from fastervit_dense.mm.runner import load_config, use_amp
     if torch.cuda.is_available():
         pytest.skip('without a GPU only')
-    seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
-    use_amp(seg)
+    original = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
+    seg = use_amp(original)
     assert seg.optim_wrapper.type == 'CPUAmpOptimWrapper'
     assert 'autocast_modules' not in seg.optim_wrapper
-    det = load_config(os.path.join(DEMO, 'mask-rcnn_fastvit-t8_fpn_synthetic.py'))
-    use_amp(det)
+    assert original.optim_wrapper.type == 'OptimWrapper'  # the caller's config is left as it was
+    det = use_amp(load_config(os.path.join(DEMO, 'mask-rcnn_fastvit-t8_fpn_synthetic.py')))
     assert det.optim_wrapper.type == 'CPUAmpOptimWrapper'
     assert det.optim_wrapper.autocast_modules == ['backbone', 'neck']
 
@@ -111,8 +111,7 @@ def test_amp_on_a_gpu_is_mmengines_float16_and_says_so(monkeypatch):
     from fastervit_dense.mm.runner import amp_dtype, load_config, use_amp
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     assert amp_dtype() == 'float16'  # what the demo prints as the segmentor's precision
-    seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
-    use_amp(seg)
+    seg = use_amp(load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py')))
     assert seg.optim_wrapper.type == 'AmpOptimWrapper'
     assert seg.optim_wrapper.loss_scale == 'dynamic'
 
@@ -155,3 +154,17 @@ def test_amp_warns_where_bfloat16_would_be_emulated(monkeypatch):
     seg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
     with pytest.warns(UserWarning, match='bfloat16 is emulated there and trains slower'):
         use_amp(seg)
+
+
+def test_runner_functions_raise_and_leave_the_callers_config_alone(tmp_path):
+    from fastervit_dense.mm.runner import ConfigError, build_model, load_config
+    with pytest.raises(FileNotFoundError, match="config file 'nowhere.py' does not exist"):
+        load_config('nowhere.py')
+    plain = tmp_path / 'plain.py'
+    plain.write_text('model = dict(type="X")\n')
+    with pytest.raises(ConfigError, match="default_scope is None; the kit runs mmdet and mmseg"):
+        load_config(str(plain))
+    cfg = load_config(os.path.join(DEMO, 'fpn_fastervit-0_synthetic.py'))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint='somewhere.pth')
+    build_model(cfg)
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='somewhere.pth')

@@ -171,7 +171,7 @@ def test_multi_level_roi_align_matches_the_roi_extractor(tmp_path):
     """The per-level RoIAlign with selection reproduces mmdet's SingleRoIExtractor (mmcv
     RoIAlign, aligned) for RoIs of every level, including empty ones, in PyTorch and, exported
     with a dynamic number of RoIs and feature size, in ONNX Runtime."""
-    from fastervit_dense.mm.deploy.two_stage import _roi_extract
+    from fastervit_dense.mm.deploy.ops import roi_extract
     from fastervit_dense.utils.export import torchscript_exporter
     model = build(demo_config()).eval()
     extractor = model.roi_head.bbox_roi_extractor
@@ -188,7 +188,7 @@ def test_multi_level_roi_align_matches_the_roi_extractor(tmp_path):
 
     class Extract(torch.nn.Module):
         def forward(self, f0, f1, f2, f3, rois):
-            return _roi_extract(extractor, (f0, f1, f2, f3), rois)
+            return roi_extract(extractor, (f0, f1, f2, f3), rois)
 
     feats, rois = inputs(256, 320, 200, seed=0)
     with torch.no_grad():

@@ -10,7 +10,7 @@ import argparse
 import torch
 from mmengine.config import DictAction
 
-from fastervit_dense.mm.runner import build_model, load_config
+from fastervit_dense.mm.runner import build_model, load_config, run_tool
 
 
 def main(argv=None):
@@ -55,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

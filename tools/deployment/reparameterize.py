@@ -17,7 +17,7 @@ import sys
 
 from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict, load_checkpoint_file,
                                         save_atomic)
-from fastervit_dense.mm.runner import build_model, load_config
+from fastervit_dense.mm.runner import build_model, load_config, run_tool
 
 
 def reparameterize(config: str, checkpoint: str, out: str) -> int:
@@ -66,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

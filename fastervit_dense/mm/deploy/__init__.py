@@ -9,18 +9,52 @@ preprocessing in the graph (:mod:`.preprocess`) and returns plain tensors:
 * segmentors: ``seg_logits`` (1, C, H, W) at the input's size.
 
 What does not trace into standard ONNX operators with dynamic sizes (NMS, multi-level RoIAlign, mask
-pasting, deformable attention, adaptive pooling) is rewritten in the wrappers of this package and
-used only while exporting: training and mmdet/mmseg inference never run this code.
+pasting, box decoding) is rewritten in :mod:`.ops`, which the wrappers build on; they are used only
+while exporting: training and mmdet/mmseg inference never run this code.
+
+The wrapper is chosen by the model's class (:data:`WRAPPERS`): the first class in its method
+resolution order that has one, so subclasses export as their family does. Exporting a new family
+(a RetinaNet, say) is one new wrapper and one entry there (or :func:`register_wrapper`).
 """
 import copy
-from typing import List, Sequence
+import importlib
+from typing import Dict, List, Sequence, Union
 
 import torch
 import torch.nn as nn
 
-__all__ = ['build_for_export', 'load_weights', 'exportable', 'export_model', 'OPSET']
+__all__ = ['build_for_export', 'load_weights', 'exportable', 'export_model', 'register_wrapper',
+           'WRAPPERS', 'OPSET']
 
 OPSET = 17
+
+#: mmdet/mmseg model class name -> its export wrapper: a class, or ``'module:Class'`` in this
+#: package, imported when first used.
+WRAPPERS: Dict[str, Union[type, str]] = {
+    'EncoderDecoder': '.segmentors:SegmentorExport',  # mmseg, CascadeEncoderDecoder too
+    'DINO': '.dino:DINOExport',
+    'TwoStageDetector': '.two_stage:TwoStageExport',  # Faster/Mask R-CNN, Cascade (Mask) R-CNN
+}
+
+
+def register_wrapper(model_class: str, wrapper: type) -> type:
+    """Makes ``wrapper`` (a module taking the built model, with ``output_names``) the export
+    wrapper of ``model_class`` and its subclasses that have none of their own. Returns it."""
+    WRAPPERS[model_class] = wrapper
+    return wrapper
+
+
+def _wrapper_for(model: nn.Module) -> type:
+    for cls in type(model).__mro__:
+        wrapper = WRAPPERS.get(cls.__name__)
+        if wrapper is not None:
+            if isinstance(wrapper, str):
+                module, _, name = wrapper.partition(':')
+                wrapper = getattr(importlib.import_module(module, __name__), name)
+            return wrapper
+    raise ValueError(f'exporting a whole {type(model).__name__} is not supported: the kit exports '
+                     'DINO, Mask R-CNN, Cascade (Mask) R-CNN and mmseg encoder-decoder '
+                     'segmentors; export the backbone alone with --what backbone')
 
 
 def exportable(model: nn.Module) -> nn.Module:
@@ -28,23 +62,12 @@ def exportable(model: nn.Module) -> nn.Module:
     backbone is exported fused: the wrapper fuses a copy, ``model`` keeps its train-time branches
     (the outputs agree to float rounding)."""
     from mmengine.model import revert_sync_batchnorm
+    _wrapper_for(model)  # an unsupported model fails before anything is copied or fused
     model = revert_sync_batchnorm(model).eval()
     if getattr(model.backbone, 'deploy', True) is False:
         model = copy.deepcopy(model)
         model.backbone.switch_to_deploy()
-    name = type(model).__name__
-    if hasattr(model, 'decode_head'):
-        from .segmentors import SegmentorExport
-        return SegmentorExport(model).eval()
-    if name == 'DINO' or hasattr(model, 'dn_query_generator'):
-        from .dino import DINOExport
-        return DINOExport(model).eval()
-    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
-        from .two_stage import TwoStageExport
-        return TwoStageExport(model).eval()
-    raise ValueError(f'exporting a whole {name} is not supported: the kit exports DINO, '
-                     'Mask R-CNN, Cascade (Mask) R-CNN and mmseg encoder-decoder segmentors; '
-                     'export the backbone alone with --what backbone')
+    return _wrapper_for(model)(model).eval()
 
 
 def export_model(module: nn.Module, path, shape: Sequence[int] = (320, 480),
