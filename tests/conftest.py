@@ -72,3 +72,23 @@ def fake_cpu(monkeypatch):
         if cap:
             monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', cap)
     return configure
+
+
+def _saved_for_backward(model, x):
+    """Storages autograd keeps from a forward pass of ``model`` on ``x``: {data pointer: (bytes,
+    shape)}."""
+    found = {}
+
+    def pack(t):
+        found[t.untyped_storage().data_ptr()] = (t.untyped_storage().nbytes(), tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return found
+
+
+@pytest.fixture
+def saved_for_backward():
+    """``saved_for_backward(model, x)``: the storages autograd keeps for the backward pass."""
+    return _saved_for_backward

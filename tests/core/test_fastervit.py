@@ -255,20 +255,7 @@ def test_with_cp_gives_same_outputs_and_gradients():
         torch.testing.assert_close(grad, results[1][1][name], atol=1e-6, rtol=1e-4)
 
 
-def saved_for_backward(model, x):
-    """Storages autograd keeps from a forward pass: {data pointer: (bytes, shape)}."""
-    found = {}
-
-    def pack(t):
-        found[t.untyped_storage().data_ptr()] = (t.untyped_storage().nbytes(), tuple(t.shape))
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return found
-
-
-def test_with_cp_keeps_only_checkpoint_inputs_for_backward():
+def test_with_cp_keeps_only_checkpoint_inputs_for_backward(saved_for_backward):
     x = torch.randn(2, 3, 224, 224)
     plain = saved_for_backward(FasterViT(arch=TINY).train(), x)
     checkpointed = saved_for_backward(FasterViT(arch=TINY, with_cp=True).train(), x)

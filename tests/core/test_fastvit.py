@@ -92,18 +92,26 @@ def test_frozen_stages_and_norm_eval():
     assert all(p.grad is None for p in model.stages[0].parameters())
 
 
-def test_with_cp_gives_same_outputs_and_gradients():
+def test_with_cp_keeps_fewer_activations_with_the_same_outputs_and_gradients(saved_for_backward):
     torch.manual_seed(0)
     plain = FastViT('t8', drop_path_rate=0.).train()
     checkpointed = FastViT('t8', drop_path_rate=0., with_cp=True).train()
     checkpointed.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 64, 64)
-    grads = []
+    outputs, grads = [], []
     for model in (plain, checkpointed):
-        sum(o.square().mean() for o in model(x)).backward()
+        outs = model(x)
+        sum(o.square().mean() for o in outs).backward()
+        outputs.append([o.detach() for o in outs])
         grads.append({n: p.grad for n, p in model.named_parameters()})
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     for name, grad in grads[0].items():
         torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
+    # Inside each stage only the checkpointed blocks' inputs are kept for the backward pass.
+    kept = sum(b for b, _ in saved_for_backward(checkpointed, x).values())
+    everything = sum(b for b, _ in saved_for_backward(plain, x).values())
+    assert kept < 0.5 * everything, (kept, everything)
 
 
 @pytest.mark.parametrize('kwargs,error,text', [

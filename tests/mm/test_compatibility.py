@@ -6,6 +6,7 @@ The files under ``tests/data/v0.1.0`` were written by that version (see ``make_f
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -98,13 +99,48 @@ def test_segmentor_checkpoint_of_version_0_1_0_loads_strictly_with_the_same_outp
     assert 'same outputs' in output
 
 
+_MIOU_BY_HAND = r'''
+import glob, os, sys
+import cv2, numpy as np
+import mmseg.utils
+from mmengine.config import Config
+from mmseg.apis import inference_model, init_model
+config, checkpoint, root = sys.argv[1:]
+cfg = Config.fromfile(config)
+mmseg.utils.register_all_modules(init_default_scope=False)
+cfg.test_pipeline = [p for p in cfg.test_pipeline if p['type'] != 'LoadAnnotations']
+model = init_model(cfg, checkpoint, device='cpu')
+classes = cfg.model.decode_head.num_classes
+intersection, union = np.zeros(classes), np.zeros(classes)
+for image in sorted(glob.glob(os.path.join(root, 'images', 'validation', '*.jpg'))):
+    name = os.path.splitext(os.path.basename(image))[0] + '.png'
+    label = cv2.imread(os.path.join(root, 'annotations', 'validation', name), cv2.IMREAD_GRAYSCALE)
+    label = label.astype(np.int64) - 1  # reduce_zero_label: 0 is ignored, 1.. become 0..
+    prediction = inference_model(model, image).pred_sem_seg.data[0].numpy()
+    valid = label >= 0
+    for c in range(classes):
+        predicted, actual = (prediction == c) & valid, (label == c) & valid
+        intersection[c] += (predicted & actual).sum()
+        union[c] += (predicted | actual).sum()
+present = union > 0
+print(f'mIoU by hand: {100 * (intersection[present] / union[present]).mean():.2f}')
+'''
+
+
 def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, tmp_path):
-    """mmseg's route through the kit's tools: test the old checkpoint, then resume training from
-    it (its generator states and message hub are read with weights_only=True)."""
+    """mmseg's route through the kit's tools: test the old checkpoint (its mIoU is the one its
+    own predictions give, counted by hand), then resume training from it (its generator states
+    and message hub are read with weights_only=True)."""
     output = _run('tools/test.py', CONFIG, os.path.join(FIXTURES, 'iter_2.pth'), '--work-dir',
                   tmp_path / 'test', '--cfg-options', *_data_options(tiny_data),
                   'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
-    assert 'mIoU' in output
+    reported = re.findall(r'\bmIoU: ([0-9.]+)', output)
+    assert len(reported) == 1, output[-2000:]
+    by_hand = _run('-c', _MIOU_BY_HAND, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
+                   tiny_data / 'ade')
+    expected = re.search(r'mIoU by hand: ([0-9.]+)', by_hand).group(1)
+    assert float(reported[0]) == pytest.approx(float(expected), abs=0.011), (reported, expected)
+    assert 0 < float(expected) < 100
     work_dir = tmp_path / 'resume'
     work_dir.mkdir()
     _run('tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',

@@ -43,14 +43,28 @@ def test_detector_inference_on_every_image(images):
     cfg = Config.fromfile(DET)
     cfg.test_dataloader.dataset.pipeline = [
         p for p in cfg.test_dataloader.dataset.pipeline if p['type'] != 'LoadAnnotations']
+    cfg.model.test_cfg.rcnn.score_thr = 0.0  # random weights: keep what the heads find
     model = init_detector(cfg, checkpoint=None, device='cpu')
+    num_classes = cfg.model.roi_head.bbox_head.num_classes
     for name, path in images.items():
         if name == 'corrupted.jpg':
             with pytest.raises(Exception, match='corrupted.jpg'):
                 inference_detector(model, path)
             continue
         result = inference_detector(model, path)
-        assert result.pred_instances.bboxes.shape[-1] == 4, name
+        height, width = cv2.imread(path, cv2.IMREAD_UNCHANGED).shape[:2]
+        assert tuple(result.ori_shape) == (height, width), name
+        found = result.pred_instances
+        count = len(found)
+        assert found.bboxes.shape == (count, 4) and torch.isfinite(found.bboxes).all(), name
+        assert (found.bboxes[:, 0::2] >= 0).all() and (found.bboxes[:, 0::2] <= width).all(), name
+        assert (found.bboxes[:, 1::2] >= 0).all() and (found.bboxes[:, 1::2] <= height).all(), name
+        assert (found.bboxes[:, 2:] >= found.bboxes[:, :2]).all(), name
+        assert ((found.scores >= 0) & (found.scores <= 1)).all(), name
+        assert ((found.labels >= 0) & (found.labels < num_classes)).all(), name
+        assert found.masks.shape == (count, height, width) and found.masks.dtype == torch.bool
+        if min(height, width) >= 90:  # images a detector can find something in
+            assert count > 0, name
 
 
 def test_segmentor_inference_on_every_image(images):
