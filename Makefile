@@ -3,7 +3,7 @@ PYTHON := .venv/bin/python
 CORE_PYTHON := .venv-core/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-core test test-core test-core-lowest demo lock clean-env
+.PHONY: setup setup-core test test-fast test-core test-core-lowest check-env demo lock clean-env
 
 setup:
 	@bash tools/setup_env.sh
@@ -14,6 +14,17 @@ setup-core:
 # The whole suite, in the full environment (core and OpenMMLab layer).
 test: setup
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+# The inner loop: everything but the slow kinds (training runs, tools in subprocesses, torchrun,
+# the demo, whole-model ONNX export); `make test` and CI run them all.
+FAST := not (training or subprocess or distributed or demo or export)
+test-fast: setup
+	$(PYTHON) -m pytest tests -m "$(FAST)" $(PYTEST_ARGS)
+
+# Checks of the installed stack itself (the lock file's versions, mmcv's and torchvision's compiled
+# operators), not of the kit.
+check-env: setup
+	$(PYTHON) -m pytest tools/env_checks $(PYTEST_ARGS)
 
 # The core's tests alone, in an environment without any OpenMMLab package.
 test-core: setup-core

@@ -188,3 +188,57 @@ def test_core_loading_report_reaches_mmengines_logger(official_fastervit0_checkp
         logger.removeHandler(handler)
     assert any(m.startswith('FasterViT: loaded ') and '; missing 8: out_norm0.weight' in m
                for m in messages), messages
+
+
+def test_kit_imports_and_registers_its_backbones():
+    import fastervit_dense
+    import fastervit_dense.mm  # noqa: F401
+    from mmdet.registry import MODELS as DET
+    from mmseg.registry import MODELS as SEG
+    for registry in (DET, SEG):
+        assert registry.get('FasterViT') is fastervit_dense.FasterViT
+        assert registry.get('FastViT') is fastervit_dense.FastViT
+
+
+_WHY_HISTORY_BUFFER = r'''
+import io, json, torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+
+def round_trip():
+    buffer = HistoryBuffer()
+    buffer.update(2.0)
+    buffer.update(4.0)
+    data = io.BytesIO()
+    torch.save({'message_hub': buffer}, data)
+    data.seek(0)
+    # Every type it holds allowed, as the layer allows them (numpy arrays, dtypes, scalars).
+    import numpy as np
+    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+         *{type(np.dtype(code)) for code in 'bBhHiIlLqQefdgFDG?'}])
+    try:
+        loaded = torch.load(data, weights_only=True)['message_hub']
+    except Exception as error:
+        return 'refused: ' + ' '.join(str(error).split())
+    return f'mean {loaded.mean()}'
+
+
+before = round_trip()
+import fastervit_dense.mm  # noqa: E402,F401 (the one place the layer changes a third-party class)
+print(json.dumps(dict(before=before, after=round_trip())))
+'''
+
+
+def test_why_the_layer_changes_mmengines_history_buffer():
+    """mmengine's HistoryBuffer pickles a class-wide table of functions, which only ``getattr``
+    could restore: a checkpoint holding one (every training checkpoint's message hub) cannot be
+    read with ``weights_only=True`` unless its pickled state leaves the table out, which is what
+    importing the OpenMMLab layer changes (and nothing else of a third-party class)."""
+    result = subprocess.run([sys.executable, '-c', _WHY_HISTORY_BUFFER], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome['before'].startswith('refused: ') and 'getattr' in outcome['before'], outcome
+    assert outcome['after'] == 'mean 3.0'

@@ -1,5 +1,5 @@
-"""The verified stack of ``requirements/lock.txt`` is what is installed, and its compiled parts run
-on this machine."""
+"""Checks of the environment, not of the kit (``make check-env``): the verified stack of
+``requirements/lock.txt`` is what is installed, and its compiled parts run on this machine."""
 import importlib.metadata as metadata
 import os
 import re
@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/env_checks/..
 
 
 def locked_versions() -> dict:
@@ -75,13 +75,3 @@ def test_timm_fastvit_runs():
     with torch.no_grad():
         feats = model(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == [48, 96, 192, 384]
-
-
-def test_kit_imports_and_registers_its_backbones():
-    import fastervit_dense
-    import fastervit_dense.mm  # noqa: F401
-    from mmdet.registry import MODELS as DET
-    from mmseg.registry import MODELS as SEG
-    for registry in (DET, SEG):
-        assert registry.get('FasterViT') is fastervit_dense.FasterViT
-        assert registry.get('FastViT') is fastervit_dense.FastViT
