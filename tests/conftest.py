@@ -1,13 +1,7 @@
 import os
-import warnings
 
 import pytest
 import torch
-
-# The official reference package and mmcv emit deprecation noise that hides real failures.
-warnings.filterwarnings('ignore', category=FutureWarning)
-warnings.filterwarnings('ignore', category=DeprecationWarning)
-warnings.filterwarnings('ignore', message='.*torch.meshgrid.*')
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -259,6 +259,7 @@ def test_published_training_checkpoint_needs_only_namespace(official_fastervit0_
     assert checkpoint['args'].model == 'faster_vit_0_224'
 
 
+@pytest.mark.subprocess
 def test_module_command_line_takes_the_kind(tmp_path):
     """``python -m fastervit_dense.converters --kind fastvit SRC DST``: the tools' converter,
     reachable without the repository's tools folder."""

@@ -382,6 +382,7 @@ print(resolve_checkpoint(sys.argv[1], progress=False))
 """
 
 
+@pytest.mark.subprocess
 def test_two_processes_download_once(tmp_path, server, payload):
     """Two processes resolve one URL at once: one downloads (the server stops half way until the
     other is seen waiting for the lock), the other waits and then reads the cached file."""

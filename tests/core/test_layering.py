@@ -130,6 +130,7 @@ print(json.dumps(dict(loaded=loaded, arch=meta['arch'], report=report['loaded'],
 '''
 
 
+@pytest.mark.subprocess
 def test_using_the_core_loads_no_openmmlab_module():
     """Building, running, converting, loading and exporting the backbones, in a fresh interpreter,
     with OpenMMLab installed or not."""

@@ -110,6 +110,7 @@ class _RunsCode:
         return (open, (self.marker, 'w'))
 
 
+@pytest.mark.subprocess
 def test_sha256_through_init_cfg_and_the_converter(server, tmp_path, torch_home):
     source = tmp_path / 'fastvit_t8.pth'
     torch.save(timm_fastvit('t8', seed=3).state_dict(), source)
@@ -146,6 +147,7 @@ print(json.dumps(dict(error=error, path=report['path'], loaded=report['loaded'])
 '''
 
 
+@pytest.mark.subprocess
 def test_hf_hub_id_offline_gives_timms_own_features(tmp_path):
     """From an ``HF_HOME`` filled by hand and ``HF_HUB_OFFLINE=1``: the kit's FastViT loaded from
     the published hub id gives the features of timm's own model loaded from the same id."""

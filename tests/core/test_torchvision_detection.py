@@ -63,6 +63,7 @@ def train_then_detect(model, masks=False, steps=3):
     return losses, detections, seen
 
 
+@pytest.mark.training
 def test_mask_rcnn_with_fastervit_trains_and_detects_at_another_size():
     torch.manual_seed(0)
     backbone = fpn_backbone('fastervit-0', out_channels=64, drop_path_rate=0.)
@@ -78,6 +79,7 @@ def test_mask_rcnn_with_fastervit_trains_and_detects_at_another_size():
     assert len(result['boxes']) > 0
 
 
+@pytest.mark.training
 def test_retinanet_with_fastvit_and_fcos_with_fastervit_train_and_detect():
     torch.manual_seed(0)
     anchors = AnchorGenerator(tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32, 64, 128,

@@ -73,6 +73,7 @@ DDP_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.distributed
 def test_distributed_data_parallel_trains_without_find_unused_parameters(tmp_path):
     script = tmp_path / 'ddp.py'
     script.write_text(DDP_SCRIPT)

@@ -7,6 +7,8 @@ import re
 import pytest
 import torch
 
+pytestmark = pytest.mark.training
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

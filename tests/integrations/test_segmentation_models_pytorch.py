@@ -13,6 +13,7 @@ def segmentation_loss(x, target):
     return lambda model: torch.nn.functional.cross_entropy(model(x), target)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize('name', ['Unet', 'FPN', 'UPerNet'])
 def test_trains_and_segments_at_another_size(name, train_steps):
     torch.manual_seed(0)

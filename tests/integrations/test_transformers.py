@@ -25,6 +25,7 @@ def upernet(**backbone):
     return UperNetForSemanticSegmentation(config)
 
 
+@pytest.mark.training
 def test_upernet_trains_and_segments_at_another_size(train_steps):
     torch.manual_seed(0)
     model = upernet()
@@ -69,6 +70,7 @@ def deformable_detr():
     return DeformableDetrForObjectDetection(config)
 
 
+@pytest.mark.training
 def test_deformable_detr_trains_and_detects_at_another_size(train_steps):
     torch.manual_seed(0)
     model = deformable_detr()

@@ -35,6 +35,7 @@ def test_state_dict_keys_and_shapes_are_those_of_version_0_1_0(name):
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize('kind', ['fastervit', 'fastvit'])
 def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind):
     expected = json.load(open(os.path.join(FIXTURES, 'converted.json')))[kind]
@@ -91,6 +92,7 @@ print('same outputs')
 '''
 
 
+@pytest.mark.subprocess
 def test_segmentor_checkpoint_of_version_0_1_0_loads_strictly_with_the_same_outputs():
     """As mmseg's own tools do it, in a fresh process: the config's ``custom_imports`` names the
     package itself (as 0.1.0's configs did), which registers the backbones."""
@@ -127,6 +129,8 @@ print(f'mIoU by hand: {100 * (intersection[present] / union[present]).mean():.2f
 '''
 
 
+@pytest.mark.subprocess
+@pytest.mark.training
 def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, tmp_path):
     """mmseg's route through the kit's tools: test the old checkpoint (its mIoU is the one its
     own predictions give, counted by hand), then resume training from it (its generator states

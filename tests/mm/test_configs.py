@@ -94,6 +94,7 @@ FAMILIES = [
 ]
 
 
+@pytest.mark.training
 @pytest.mark.parametrize('config,override,shapes', FAMILIES,
                          ids=[f[0].split('/')[1].split('_8x')[0].split('_fpn')[0] for f in FAMILIES])
 def test_family_trains_one_step_and_predicts(config, override, shapes):

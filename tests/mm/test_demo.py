@@ -8,6 +8,8 @@ import sys
 import mmcv
 import pytest
 
+pytestmark = pytest.mark.demo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

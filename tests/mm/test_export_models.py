@@ -17,6 +17,8 @@ from fastervit_dense.mm.deploy.verify import (format_report, framework_detection
                                               random_image, run_onnx, segmentation_agreement)
 from fastervit_dense.mm.runner import build_model, load_config
 
+pytestmark = pytest.mark.export
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py')
 DINO4 = os.path.join(ROOT, 'configs', 'fastervit', 'dino-4scale_fastervit-0_8xb2-12e_coco.py')

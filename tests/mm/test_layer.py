@@ -151,6 +151,7 @@ print(json.dumps(dict(same=same)))
 '''
 
 
+@pytest.mark.subprocess
 def test_init_cfg_hub_id_in_an_mmseg_segmentor_offline(tmp_path):
     """``checkpoint='hf-hub:...'`` inside mmseg, from an ``HF_HOME`` filled by hand, offline."""
     from safetensors.torch import save
@@ -231,6 +232,7 @@ print(json.dumps(dict(before=before, after=round_trip())))
 '''
 
 
+@pytest.mark.subprocess
 def test_why_the_layer_changes_mmengines_history_buffer():
     """mmengine's HistoryBuffer pickles a class-wide table of functions, which only ``getattr``
     could restore: a checkpoint holding one (every training checkpoint's message hub) cannot be

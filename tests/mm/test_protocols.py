@@ -369,6 +369,8 @@ FRAMEWORK_FAMILIES = [
 ]
 
 
+@pytest.mark.subprocess
+@pytest.mark.training
 @pytest.mark.parametrize('config,override', FRAMEWORK_FAMILIES,
                          ids=[c.split('/')[1].split('_8x')[0].split('_fpn')[0]
                               for c, _ in FRAMEWORK_FAMILIES])

@@ -9,6 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.training]
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
@@ -127,6 +131,7 @@ def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path):
     assert losses(tmp_path / 'control')[4] != reference[4]
 
 
+@pytest.mark.distributed
 def test_killed_torchrun_run_resumes_with_identical_losses(tiny_data, tmp_path):
     """Two processes (torchrun, gloo) with a different seed per process: only the main process
     writes checkpoints, so each process's generator states must reach it before it saves."""

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
@@ -40,6 +42,7 @@ def short(iters):
             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
 
 
+@pytest.mark.training
 @pytest.mark.parametrize('kind,config,metric', [('det', DET, 'coco/bbox_mAP'),
                                                 ('seg', SEG, 'mIoU')])
 def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind, config, metric):
@@ -64,6 +67,8 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
         assert 'segm_mAP_copypaste' in output
 
 
+@pytest.mark.distributed
+@pytest.mark.training
 def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path):
     work_dir = tmp_path / 'dist'
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -81,6 +86,7 @@ def test_get_flops_reports_parameters_and_flops():
     assert 'Flops:' in output and 'Params:' in output
 
 
+@pytest.mark.training
 def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     """A detector checkpoint saved by training becomes a fused one that the test tool runs with
     the one-line deploy change, with the same predictions."""
@@ -143,6 +149,7 @@ def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
     assert record['peak_mib'] > 100  # a fresh process's resident peak, libraries included
 
 
+@pytest.mark.training
 @pytest.mark.parametrize('setting', [None, 'glibc default, gradients allocated first'])
 def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting):
     """The with_cp case of the training benchmark, at a small size: it reports the step's resident
