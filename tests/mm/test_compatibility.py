@@ -29,10 +29,16 @@ PRESETS = {'fastervit-0': lambda: FasterViT('0'), 'fastervit-3': lambda: FasterV
 
 @pytest.mark.parametrize('name', sorted(PRESETS))
 def test_state_dict_keys_and_shapes_are_those_of_version_0_1_0(name):
+    """The same keys and shapes, but for the weights of stages after the last output, which are
+    no longer built (MobileCLIP's mci3 has a fifth stage that the default outputs do not reach);
+    a state dict of 0.1.0's layout still loads strictly (tests/core/test_unbuilt_stages.py)."""
     expected = json.load(open(os.path.join(FIXTURES, 'keys.json')))[name]
     with torch.device('meta'):
         model = PRESETS[name]()
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
+    unbuilt = {k for k in expected if model.is_unbuilt_key(k)}
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == {
+        k: v for k, v in expected.items() if k not in unbuilt}
+    assert bool(unbuilt) == (name == 'fastvit-mci3')
 
 
 @pytest.mark.subprocess
