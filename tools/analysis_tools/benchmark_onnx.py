@@ -106,7 +106,10 @@ def main(argv=None):
     if args.checkpoint and len(args.configs) > 1:
         raise SystemExit('--checkpoint goes with a single config')
     torch.set_num_threads(args.threads)
-    sizes = [parse_size(s) for s in args.sizes.split(',') if s]
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(',') if s]
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     records = []
     for config in args.configs:
         records += benchmark(config, args.checkpoint, sizes, args.repeat, args.warmup,

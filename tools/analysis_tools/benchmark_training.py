@@ -156,7 +156,10 @@ def main(argv=None):
     if args.worker:
         return worker(json.loads(args.worker), args.device)
 
-    size, cp_size = parse_size(args.size), parse_size(args.cp_size)
+    try:
+        size, cp_size = parse_size(args.size), parse_size(args.cp_size)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     jobs = [dict(kind='detector', name=name, size=size, batch_size=args.batch_size,
                  repeat=args.repeat) for name in CASES]
     settings = list(SETTINGS) if args.device == 'cpu' else [None]
