@@ -9,6 +9,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
+from fastervit_dense.mm.dataset_check import check_datasets
 from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
                                         run_tool, set_local_rank)
 
@@ -34,6 +35,7 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    check_datasets(cfg, ('test_dataloader', ))
     cfg.load_from = args.checkpoint
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')
@@ -41,8 +43,9 @@ def main(argv=None):
             raise SystemExit('--show-dir needs a visualization hook in default_hooks')
         hook.draw = True
         hook.interval = 1
-        hook.show_dir = args.show_dir if cfg.default_scope == 'mmdet' else None
-        if cfg.default_scope == 'mmseg':
+        if cfg.default_scope == 'mmdet':  # as mmdet's and mmseg's own tools/test.py set them
+            hook.test_out_dir = args.show_dir
+        else:
             cfg.visualizer.save_dir = args.show_dir
     if args.out:
         if cfg.default_scope == 'mmdet':

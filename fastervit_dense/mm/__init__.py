@@ -7,7 +7,8 @@ allow_failed_imports=False)``)
   registry of mmdet and of mmseg (whichever is installed), as ``type='FasterViT'`` / ``'FastViT'``;
 * registers :class:`~.dino_head.SharedDecoderDINOHead` in mmdet's MODELS (DINO's heads shared by
   the decoder layers, as NVlabs trained FasterViT's DINO detectors);
-* registers :class:`~.engine.RNGStateHook` (exact resume) and
+* registers :class:`~.dataset_check.DatasetCheckHook` (datasets checked against the config),
+  :class:`~.engine.RNGStateHook` (exact resume) and
   :class:`~.engine.NoDecayOptimWrapperConstructor` in mmengine's registries;
 * makes mmengine's training checkpoints loadable with ``weights_only=True`` (:mod:`.checkpoint`);
 * sends the core's log lines (the loading report) to mmengine's current logger.
@@ -20,6 +21,7 @@ import importlib.util
 import logging
 
 from ..models import BACKBONES
+from . import dataset_check  # noqa: F401  (registers DatasetCheckHook)
 from . import engine  # noqa: F401  (registers RNGStateHook, NoDecayOptimWrapperConstructor)
 from .checkpoint import install_safe_checkpoint_support
 

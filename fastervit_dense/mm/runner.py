@@ -125,11 +125,13 @@ def use_amp(cfg: Config) -> Config:
 
 
 def run_tool(main, argv=None):
-    """A tool's entry point: runs ``main(argv)``; a config that is missing or of another framework
-    ends the process with its message instead of a traceback."""
+    """A tool's entry point: runs ``main(argv)``; a config that is missing or of another framework,
+    or a dataset that does not match it, ends the process with its message instead of a
+    traceback."""
+    from .dataset_check import DatasetError
     try:
         return main(argv)
-    except (FileNotFoundError, ConfigError) as error:
+    except (FileNotFoundError, ConfigError, DatasetError) as error:
         raise SystemExit(str(error)) from None
 
 

@@ -5,6 +5,7 @@ resolve it, inheritance included), the protocol's value, and where that value is
 change to a config or to a base it inherits that drifts from the protocol fails here.
 """
 import os
+import re
 
 import pytest
 from mmengine.config import Config
@@ -338,16 +339,21 @@ def test_config_follows_its_protocol(configs, config, path, expected, source):
 
 
 def test_the_readmes_model_zoo_is_the_metafiles():
-    """README.md's table is what tools/analysis_tools/model_zoo.py makes of the metafiles, which
-    list every config, and each figure names its source."""
+    """README.md's table, and each configs folder's README's table of its own configs, is what
+    tools/analysis_tools/model_zoo.py makes of the metafiles, which list every config, and each
+    figure names its source."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'model_zoo', os.path.join(ROOT, 'tools', 'analysis_tools', 'model_zoo.py'))
     zoo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(zoo)
-    with open(os.path.join(ROOT, 'README.md')) as f:
-        readme = f.read()
-    assert zoo.replace_in(readme) == readme, 'run tools/analysis_tools/model_zoo.py --write'
+    for path, folders, prefix in zoo.readmes():
+        with open(path) as f:
+            readme = f.read()
+        assert zoo.replace_in(readme, folders, prefix) == readme, \
+            f'{path}: run tools/analysis_tools/model_zoo.py --write'
+        for target in re.findall(r'\]\(([^)#]+\.py)\)', readme):  # every config link resolves
+            assert os.path.isfile(os.path.join(os.path.dirname(path), target)), (path, target)
     listed = {m['Config'][len('configs/'):] for m in zoo.models()}
     assert listed == set(PROTOCOLS)
     for model in zoo.models():
