@@ -1,10 +1,10 @@
 """Installs fastervit_dense: FasterViT and FastViT backbones for dense prediction, with an
 OpenMMLab layer for mmdetection 3.x and mmsegmentation 1.x.
 
-    pip install fastervit_dense            # the core: torch, torchvision, timm
-    pip install 'fastervit_dense[mm]'      # + mmengine, mmcv, mmdet, mmseg (ranges they accept)
-    pip install 'fastervit_dense[smp]'     # + segmentation_models_pytorch ('tu-fastervit_dense_2')
-    pip install 'fastervit_dense[transformers]'  # + Hugging Face transformers (TimmBackbone)
+    pip install -e .                  # the core: torch, torchvision, timm (from a checkout)
+    pip install -e '.[mm]'            # + mmengine, mmcv, mmdet, mmseg (ranges they accept)
+    pip install -e '.[smp]'           # + segmentation_models_pytorch ('tu-fastervit_dense_2')
+    pip install -e '.[transformers]'  # + Hugging Face transformers (TimmBackbone)
 
 Requirements are ranges, so the kit installs into an environment that already has torch (and
 mmcv). The exact set verified together lives in requirements/lock.txt; tools/setup_env.sh

@@ -42,7 +42,7 @@ def test_upernet_trains_and_segments_at_another_size(train_steps):
 
 
 def published_into(model):
-    """The README's recipe: the published weights loaded by the kit into the FasterViT inside a
+    """docs/integrations.md's recipe: the published weights loaded by the kit into the FasterViT inside a
     built model (transformers 5's ``TimmBackbone.from_pretrained`` resets the BatchNorm
     statistics of timm backbones, a timm ResNet's too)."""
     (backbone, ) = [m for m in model.modules() if isinstance(m, FasterViTClassifier)]

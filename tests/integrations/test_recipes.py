@@ -1,6 +1,6 @@
-"""The README's recipes for timm, segmentation_models_pytorch, transformers and torchvision, run as
-they are written (each ``<!-- recipe: NAME -->`` block), against the published FasterViT-0 file's
-layout in the kit's cache and with downloads switched off."""
+"""docs/integrations.md's recipes for timm, segmentation_models_pytorch, transformers and
+torchvision, run as they are written (each ``<!-- recipe: NAME -->`` block), against the published
+FasterViT-0 file's layout in the kit's cache and with downloads switched off."""
 import os
 import re
 
@@ -13,14 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def recipes() -> dict:
-    text = open(os.path.join(ROOT, 'README.md')).read()
+    text = open(os.path.join(ROOT, 'docs', 'integrations.md')).read()
     found = re.findall(r'<!-- recipe: (\w+) -->\n```python\n(.*?)```', text, flags=re.S)
     return dict(found)
 
 
 def run(name) -> dict:
     namespace = {'__name__': f'readme_recipe_{name}'}
-    exec(compile(recipes()[name], f'README.md recipe {name}', 'exec'), namespace)
+    exec(compile(recipes()[name], f'docs/integrations.md recipe {name}', 'exec'), namespace)
     return namespace
 
 
