@@ -20,7 +20,8 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation results')
     parser.add_argument('--out', help='dump predictions to a pickle file (mmdet) or folder (mmseg)')
-    parser.add_argument('--show-dir', help='save drawn predictions under the work dir/timestamp')
+    parser.add_argument('--show-dir', help='save drawn predictions in this folder under the work '
+                        'dir (mmdet: under the run\'s timestamped folder in it)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -45,8 +46,8 @@ def main(argv=None):
         hook.interval = 1
         if cfg.default_scope == 'mmdet':  # as mmdet's and mmseg's own tools/test.py set them
             hook.test_out_dir = args.show_dir
-        else:
-            cfg.visualizer.save_dir = args.show_dir
+        else:  # mmseg's visualizer writes under its save_dir (vis_data/vis_image)
+            cfg.visualizer.save_dir = osp.join(cfg.work_dir, args.show_dir)
     if args.out:
         if cfg.default_scope == 'mmdet':
             cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(
