@@ -310,7 +310,7 @@ def test_mask_pasting_matches_mmdets_grid_sample():
     outside the image and a zero-width box included."""
     from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
 
-    from fastervit_dense.mm.deploy.two_stage import TwoStageExport
+    from fastervit_dense.mm.deploy.ops import paste_masks
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(50, 1, 28, 28, generator=generator)
     xy = torch.rand(50, 2, generator=generator) * 300
@@ -318,6 +318,6 @@ def test_mask_pasting_matches_mmdets_grid_sample():
     boxes = torch.cat([xy - 20, xy + wh], 1)
     boxes[0, 2] = boxes[0, 0]
     expected, _ = _do_paste_mask(masks, boxes, 333, 517, skip_empty=False)
-    pasted = TwoStageExport._paste(masks, boxes, torch.tensor(333), torch.tensor(517))
+    pasted = paste_masks(masks, boxes, torch.tensor(333), torch.tensor(517))
     assert pasted.shape == (50, 333, 517)
     assert torch.allclose(pasted, expected, atol=1e-5)
