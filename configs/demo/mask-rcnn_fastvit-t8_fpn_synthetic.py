@@ -17,7 +17,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         # Raw stage features: from random initialisation the default channel LayerNorm on each
         # output stalls the RoI classifier here (box mAP@0.5 0.001 against 0.870 without it after
-        # these 160 iterations, seed 0; see the README's demo section).
+        # these 160 iterations, seed 0; see docs/demo.md).
         out_norm_cfg=None,
         drop_path_rate=0.0,
         init_cfg=None),  # tools/demo.py sets this from --det-weights / --seg-weights

@@ -13,7 +13,7 @@ For each backbone and input size it measures, in one run:
 Peer timings interleave with ours (ours, peer, ours, peer, ...) so drift on a shared machine hits
 both alike; ratios are ours / peer.
 
-Example (the figures in the README)::
+Example (the figures in docs/benchmarks.md)::
 
     python tools/analysis_tools/benchmark_backbones.py \
         --backbones fastervit-0,fastervit-2,fastvit-sa12 --sizes 576x960,512x512 --repeat 5
