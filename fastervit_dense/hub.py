@@ -137,9 +137,11 @@ def _normalize_sha256(sha256: Optional[str]) -> Optional[str]:
 def _verified(path: str, expected: Optional[str], what: str, fix: str) -> str:
     """``path`` if ``expected`` is None or its digest; otherwise a DownloadError naming both
     digests, what the file is and the fix. The file is left where it is."""
-    if expected is not None and sha256_of(path) != expected:
-        raise DownloadError(f'{what} does not match the expected sha256: expected {expected}, '
-                            f'got {sha256_of(path)}. {fix}')
+    if expected is not None:
+        actual = sha256_of(path)  # read once: published files run to gigabytes
+        if actual != expected:
+            raise DownloadError(f'{what} does not match the expected sha256: expected '
+                                f'{expected}, got {actual}. {fix}')
     return path
 
 
