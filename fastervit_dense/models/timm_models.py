@@ -38,7 +38,7 @@ from timm.models._features import feature_take_indices
 from timm.models._builder import resolve_pretrained_cfg
 from timm.models._registry import generate_default_cfgs, is_model, model_entrypoint
 
-from ..checkpoint import CheckpointError, extract_state_dict, read_source
+from ..checkpoint import CheckpointError, compare_with_model, extract_state_dict, read_source
 from ..hub import resolve_checkpoint
 from .fastervit import FasterViT, FasterViTCheckpoints, _NUM_STAGES, is_recomputable_key
 
@@ -63,6 +63,10 @@ class FasterViTClassifierCheckpoints(FasterViTCheckpoints):
     def convert(self, state_dict):
         return type(state_dict)((k, v) for k, v in state_dict.items()
                                 if not is_recomputable_key(k))
+
+    def may_be_missing(self, key: str) -> bool:
+        """The head too: without it (or with another class count) it stays as initialised."""
+        return super().may_be_missing(key) or key.startswith(f'{_CLASSIFIER}.')
 
 
 class FasterViTClassifier(FasterViT):
@@ -221,15 +225,13 @@ class FasterViTClassifier(FasterViT):
             if key in state_dict and (key not in own or own[key].shape != state_dict[key].shape):
                 skipped.append(key)
                 del state_dict[key]
-        mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-                      for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
-        unexpected = [k for k in state_dict if k not in own]
+        mismatched, missing, unexpected = compare_with_model(state_dict, own,
+                                                             self.checkpoint_adapter)
+        mismatched = [f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched]
         # Weights of what a features-only model pruned, and BatchNorm counters where a library
         # swapped in frozen BatchNorms, are skipped and reported, not refused.
         skipped += [k for k in unexpected if k.endswith('num_batches_tracked') or self._pruned(k)]
         unexpected = [k for k in unexpected if k not in skipped]
-        missing = [k for k in own if k not in state_dict and not k.startswith(f'{_CLASSIFIER}.')
-                   and not self.checkpoint_adapter.may_be_missing(k)]
         if mismatched or unexpected or missing:
             problems = '; '.join(filter(None, [
                 f'{len(mismatched)} with other shapes ({", ".join(mismatched[:4])})' if mismatched
