@@ -86,3 +86,32 @@ def _saved_for_backward(model, x):
 def saved_for_backward():
     """``saved_for_backward(model, x)``: the storages autograd keeps for the backward pass."""
     return _saved_for_backward
+
+
+def _train_steps(model, step, watched=None, steps=3, optimizer=None):
+    """Runs ``steps`` optimizer steps of ``step(model) -> loss`` on one batch (AdamW, lr 2e-4,
+    unless ``optimizer`` is given); checks every loss is finite and that ``watched`` (by default
+    FasterViT's first weight) gets a gradient and moves. Returns the losses."""
+    if watched is None:
+        watched = next(p for n, p in model.named_parameters() if 'patch_embed.conv_down.0' in n)
+    before = watched.detach().clone()
+    if optimizer is None:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = step(model)
+        assert torch.isfinite(loss), loss
+        optimizer.zero_grad()
+        loss.backward()
+        assert watched.grad is not None and watched.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(loss.item())
+    assert not torch.equal(watched, before)
+    return losses
+
+
+@pytest.fixture
+def train_steps():
+    """``train_steps(model, step, watched=None, steps=3, optimizer=None)``: see _train_steps."""
+    return _train_steps

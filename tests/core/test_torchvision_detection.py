@@ -34,7 +34,7 @@ def batch(sizes, seed=0, masks=False):
     return images, targets
 
 
-def train_then_detect(model, masks=False, steps=3):
+def train_then_detect(model, train_steps, masks=False, steps=3):
     """Trains ``steps`` SGD steps on one batch (non-square images); returns the first and last
     total losses, then detects on images of another size and returns the detections and the input
     sizes the backbone saw in training and at detection."""
@@ -43,20 +43,9 @@ def train_then_detect(model, masks=False, steps=3):
     images, targets = batch([(150, 230), (170, 200)], masks=masks)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005,
                                 momentum=0.9)
-    stem = next(model.backbone.body.parameters())
-    before = stem.detach().clone()
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss_dict = model(images, targets)
-        loss = sum(loss_dict.values())
-        assert torch.isfinite(loss), loss_dict
-        optimizer.zero_grad()
-        loss.backward()
-        assert stem.grad is not None and stem.grad.abs().sum() > 0
-        optimizer.step()
-        losses.append(loss.item())
-    assert not torch.equal(stem, before)
+    losses = train_steps(model, lambda m: sum(m(images, targets).values()),
+                         watched=next(model.backbone.body.parameters()), steps=steps,
+                         optimizer=optimizer)
     model.eval()
     with torch.no_grad():
         detections = model(batch([(190, 140)], seed=1)[0])
@@ -64,13 +53,13 @@ def train_then_detect(model, masks=False, steps=3):
 
 
 @pytest.mark.training
-def test_mask_rcnn_with_fastervit_trains_and_detects_at_another_size():
+def test_mask_rcnn_with_fastervit_trains_and_detects_at_another_size(train_steps):
     torch.manual_seed(0)
     backbone = fpn_backbone('fastervit-0', out_channels=64, drop_path_rate=0.)
     assert backbone.out_channels == 64
     model = MaskRCNN(backbone, num_classes=3, rpn_pre_nms_top_n_train=200,
                      rpn_post_nms_top_n_train=100, box_batch_size_per_image=64, **SMALL)
-    losses, detections, seen = train_then_detect(model, masks=True)
+    losses, detections, seen = train_then_detect(model, train_steps, masks=True)
     assert losses[-1] < losses[0], losses
     assert seen[0] == (160, 256) and seen[-1] == (224, 160), seen  # 217x160, padded to 32
     result = detections[0]
@@ -80,7 +69,7 @@ def test_mask_rcnn_with_fastervit_trains_and_detects_at_another_size():
 
 
 @pytest.mark.training
-def test_retinanet_with_fastvit_and_fcos_with_fastervit_train_and_detect():
+def test_retinanet_with_fastvit_and_fcos_with_fastervit_train_and_detect(train_steps):
     torch.manual_seed(0)
     anchors = AnchorGenerator(tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32, 64, 128,
                                                                                 256)),
@@ -88,7 +77,7 @@ def test_retinanet_with_fastvit_and_fcos_with_fastervit_train_and_detect():
     retina = RetinaNet(fpn_backbone('fastvit-t8', out_channels=64, out_indices=(1, 2, 3),
                                     extra_blocks=LastLevelP6P7(64, 64)),
                        num_classes=3, anchor_generator=anchors, **SMALL)
-    losses, detections, _ = train_then_detect(retina)
+    losses, detections, _ = train_then_detect(retina, train_steps)
     assert losses[-1] < losses[0], losses
     assert detections[0]['boxes'].shape[1:] == (4, )
 
@@ -97,7 +86,7 @@ def test_retinanet_with_fastvit_and_fcos_with_fastervit_train_and_detect():
                 num_classes=3, anchor_generator=AnchorGenerator(((8, ), (16, ), (32, ), (64, ),
                                                                  (128, )), ((1.0, ), ) * 5),
                 **SMALL)
-    losses, detections, _ = train_then_detect(fcos)
+    losses, detections, _ = train_then_detect(fcos, train_steps)
     assert losses[-1] < losses[0], losses
     assert detections[0]['boxes'].shape[1:] == (4, )
 
