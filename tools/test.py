@@ -9,7 +9,7 @@ import os.path as osp
 
 from mmengine.config import DictAction
 
-from fastervit_dense.mm.dataset_check import check_datasets
+from fastervit_dense.mm.dataset_check import checked_config
 from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
                                         run_tool, set_local_rank)
 
@@ -36,7 +36,7 @@ def main(argv=None):
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    check_datasets(cfg, ('test_dataloader', ))
+    cfg = checked_config(cfg, ('test_dataloader', ))  # before any model is built
     cfg.load_from = args.checkpoint
     if args.show_dir:
         hook = cfg.default_hooks.get('visualization')

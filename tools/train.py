@@ -8,7 +8,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from fastervit_dense.mm.dataset_check import check_datasets
+from fastervit_dense.mm.dataset_check import checked_config
 from fastervit_dense.mm.runner import (build_runner, load_config, release_process_group,
                                         run_tool, set_local_rank, use_amp)
 
@@ -34,7 +34,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    check_datasets(cfg, ('train_dataloader', 'val_dataloader'))  # before any model is built
+    cfg = checked_config(cfg, ('train_dataloader', 'val_dataloader'))  # before any model is built
     if args.amp:
         cfg = use_amp(cfg)
     if args.auto_scale_lr:

@@ -13,7 +13,8 @@ loaders and raises :class:`DatasetError` naming the file, the problem and the fi
   label map, both open, and label values are class indices (after ``reduce_zero_label``) or the
   ignore value 255.
 
-The kit's ``tools/train.py`` and ``tools/test.py`` run it before building the runner;
+The kit's ``tools/train.py`` and ``tools/test.py`` run it before building the runner
+(:func:`checked_config`, which then leaves the hook out);
 ``custom_hooks=[dict(type='DatasetCheckHook')]`` runs it from mmdet's and mmseg's own tools at the
 start of a run (after they have built the datasets, so a missing annotation file is reported by
 them first).
@@ -26,7 +27,7 @@ from typing import Iterator, List, Optional, Tuple
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-__all__ = ['DatasetError', 'check_datasets', 'DatasetCheckHook']
+__all__ = ['DatasetError', 'check_datasets', 'checked_config', 'DatasetCheckHook']
 
 _LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 _IGNORE = 255
@@ -53,6 +54,18 @@ def check_datasets(cfg, loaders: Tuple[str, ...] = _LOADERS) -> List[str]:
             if line:
                 report.append(line)
     return report
+
+
+def checked_config(cfg, loaders: Tuple[str, ...]):
+    """What the kit's tools run before building anything: :func:`check_datasets` on ``loaders``,
+    then a copy of ``cfg`` without :class:`DatasetCheckHook`, whose checks would read the same
+    files again at the start of the run."""
+    import copy
+    check_datasets(cfg, loaders)
+    cfg = copy.deepcopy(cfg)
+    hooks = cfg.get('custom_hooks') or []
+    cfg.custom_hooks = [h for h in hooks if h.get('type') != 'DatasetCheckHook']
+    return cfg
 
 
 def _plain(value):

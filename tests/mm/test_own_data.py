@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from fastervit_dense.mm.dataset_check import DatasetError, check_datasets
+from fastervit_dense.mm.dataset_check import DatasetError, check_datasets, checked_config
 from fastervit_dense.mm.synthetic import make_instance_dataset, make_semantic_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -188,3 +188,10 @@ def test_the_kits_train_tool_stops_before_building_anything(checkout):
     assert result.returncode != 0
     assert "has annotations of 'quince'" in result.stderr and 'Traceback' not in result.stderr
     assert not (checkout / 'work_dirs' / 'my_instances' / 'iter_20.pth').exists()
+
+
+def test_the_tools_check_once_and_leave_the_callers_config_alone(tmp_path):
+    cfg = loaded(DET, own_instances(str(tmp_path), num_train=3, num_val=2))
+    assert [h['type'] for h in cfg.custom_hooks] == ['DatasetCheckHook']
+    ready = checked_config(cfg, ('train_dataloader', ))
+    assert ready.custom_hooks == [] and cfg.custom_hooks == [dict(type='DatasetCheckHook')]
