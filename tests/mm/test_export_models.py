@@ -254,11 +254,13 @@ def test_agreement_checks_fail_on_what_they_check():
     mask = np.zeros((40, 40), bool)
     mask[:20, :17] = True  # mask IoU 0.85
     assert not changed('masks', 0, mask)['agree']
-    # a near-duplicate of the same class: matched to the closest score, not the first in IoU
+    # a near-duplicate of the same class: matched to the closest score, not the first in IoU;
+    # the reference's other detection, paired with nothing, is a disagreement
     duplicate = dict(dets=np.array([[0, 0, 20, 20, 0.9], [0, 0, 20, 20.1, 0.901]], np.float32),
                      labels=np.array([1, 1]))
     report = match_detections(dict(dets=duplicate['dets'][1:], labels=np.array([1])), duplicate)
-    assert report['agree'] and report['worst_score_difference'] < 1e-6
+    assert report['matched'] == 1 and report['worst_score_difference'] < 1e-6
+    assert not report['agree'] and report['disagreements'] == 1
 
     logits = np.zeros((3, 20, 20), np.float32)
     logits[1] = 1.0

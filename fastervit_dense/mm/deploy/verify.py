@@ -1,23 +1,79 @@
 """Agreement of an exported model with mmdet's / mmseg's own inference on the same image.
 
-The reference is the framework's ``test_step`` on the image as its test pipeline would give it
-without the resize (``img_shape == ori_shape``, ``scale_factor == 1``). A detector agrees when every
-exported detection has a framework detection with the same label, box IoU >= 0.98 and a score
-within 2e-3 (and, with masks, mask IoU >= 0.9); a segmentor when the argmax of its logits agrees
-on >= 99.5% of the pixels.
+The reference is the framework's ``test_step`` on the image as given (``img_shape == ori_shape``,
+``scale_factor == 1``), the exported file's outputs are compared with it:
+
+* **Detectors.** Detections are paired one to one: same label, box IoU >= :data:`BOX_IOU`, score
+  within :data:`SCORE_TOLERANCE` (and, with masks, mask IoU >= :data:`MASK_IOU`). Two runtimes
+  round differently, so a detection that sits at one of the detector's cut-offs can be kept by one
+  and dropped by the other: a detection found on one side only is a *tie*, not a disagreement,
+  when its score is within the tolerance of the score threshold or of the lowest score kept by the
+  side that is full (the per-image limit), or when its overlap with a kept box of its class is
+  within :data:`NMS_TOLERANCE` of the NMS threshold. Ties are counted and reported apart; any
+  other detection on one side only is a disagreement.
+* **Segmentors.** The logits agree within :data:`LOGIT_TOLERANCE` of their scale, and the argmax
+  on >= :data:`PIXEL_AGREEMENT` of the pixels; a pixel whose two candidate classes are within
+  :data:`LOGIT_TIE` in the reference is a tie and counted apart.
+
+A check that compared nothing proves nothing: :func:`summarize` fails a verification in which
+fewer than :data:`MIN_COMPARED` detections were paired over all images and sizes (a trained
+detector on an image without objects, or random weights under a score threshold).
 """
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-__all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT', 'framework_detections',
-           'framework_seg_logits', 'match_detections', 'segmentation_agreement', 'run_onnx']
+__all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT',
+           'NMS_TOLERANCE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
+           'detection_cutoffs', 'framework_detections', 'framework_seg_logits',
+           'match_detections', 'segmentation_agreement', 'run_onnx', 'format_report',
+           'summarize', 'test_set_images', 'verification_images', 'verify_export']
 
 BOX_IOU = 0.98
 SCORE_TOLERANCE = 2e-3
 MASK_IOU = 0.9
 PIXEL_AGREEMENT = 0.995
+#: a one-sided detection whose IoU with a kept box of its class is this close to the NMS threshold
+NMS_TOLERANCE = 0.01
+#: largest logit difference, as a share of the reference's largest absolute logit
+LOGIT_TOLERANCE = 1e-4
+#: a pixel whose reference logits of the two classes in question are this close is a tie
+LOGIT_TIE = 1e-3
+#: fewer detections paired than this over a whole verification: nothing was compared
+MIN_COMPARED = 5
+
+
+@dataclass
+class Cutoffs:
+    """Where a detector drops detections: its score threshold, its per-image limit and its NMS
+    IoU threshold (None where it has none)."""
+    score_thr: Optional[float] = None
+    max_per_img: Optional[int] = None
+    nms_iou: Optional[float] = None
+
+    def describe(self) -> str:
+        parts = [f'score threshold {self.score_thr:g}' if self.score_thr is not None else '',
+                 f'{self.max_per_img} kept' if self.max_per_img is not None else '',
+                 f'NMS IoU {self.nms_iou:g}' if self.nms_iou is not None else '']
+        return ', '.join(p for p in parts if p) or 'none'
+
+
+def detection_cutoffs(detector) -> Cutoffs:
+    """The cut-offs of a built mmdet detector's test configuration: the R-CNN stage's for two-stage
+    detectors, the head's per-image limit for DETR-like ones."""
+    test_cfg = getattr(detector, 'test_cfg', None) or {}
+    stage = test_cfg.get('rcnn', test_cfg)
+    head = getattr(detector, 'bbox_head', None)
+    if not stage and head is not None:
+        stage = getattr(head, 'test_cfg', None) or {}
+    nms = stage.get('nms') or {}
+    score_thr = stage.get('score_thr')
+    max_per_img = stage.get('max_per_img')
+    return Cutoffs(score_thr=None if score_thr is None else float(score_thr),
+                   max_per_img=None if max_per_img is None else int(max_per_img),
+                   nms_iou=nms.get('iou_threshold') if hasattr(nms, 'get') else None)
 
 
 def random_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -58,15 +114,21 @@ def framework_seg_logits(segmentor, image: torch.Tensor) -> np.ndarray:
 
 
 def run_onnx(path, image: torch.Tensor, session=None) -> Dict[str, np.ndarray]:
-    """The exported file's outputs (batch dimension dropped) for ``image`` (1, 3, H, W)."""
-    import onnxruntime as ort
-    session = session or ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    names = [o.name for o in session.get_outputs()]
-    image = image.reshape(1, 3, *image.shape[-2:]).float().numpy()
-    return {name: value[0] for name, value in zip(names, session.run(None, {'image': image}))}
+    """The exported file's outputs (batch dimension dropped) for ``image`` (1, 3, H, W), on
+    onnxruntime (``session``: an open ``InferenceSession`` or any runtime of
+    :func:`~fastervit_dense.mm.deploy.runtimes.open_runtime`)."""
+    if session is None:
+        from .runtimes import open_runtime
+        session = open_runtime(path)
+    elif not callable(session):  # an onnxruntime InferenceSession
+        from .runtimes import OnnxRuntime
+        session = OnnxRuntime(session=session)
+    return session(image)
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
     area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
     area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -81,63 +143,227 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def _tie_reason(box: np.ndarray, score: float, label: int, own: Dict[str, np.ndarray],
+                other: Dict[str, np.ndarray], cutoffs: Cutoffs, score_tolerance: float):
+    """Why a detection found in ``own`` only may have been dropped by ``other`` through rounding
+    (a cut-off it sits at), or None."""
+    if cutoffs.score_thr is not None and score - cutoffs.score_thr <= score_tolerance:
+        return 'score threshold'
+    other_scores = other['dets'][:, 4]
+    if (cutoffs.max_per_img is not None and len(other_scores) >= cutoffs.max_per_img
+            and score - other_scores.min() <= score_tolerance):
+        return 'per-image limit'
+    if cutoffs.nms_iou is not None:
+        for side in (own, other):
+            same = side['labels'] == label
+            ious = _box_iou(box[None], side['dets'][same, :4])[0]
+            ious = ious[ious < 1.0 - 1e-6]  # not the detection itself
+            if len(ious) and np.abs(ious - cutoffs.nms_iou).min() <= NMS_TOLERANCE:
+                return 'NMS'
+    return None
+
+
 def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.ndarray],
-                     box_iou: float = BOX_IOU, score_tolerance: float = SCORE_TOLERANCE) -> dict:
-    """Matches each exported detection to a reference one: among those with the same label, a
-    score within ``score_tolerance`` (default :data:`SCORE_TOLERANCE`) and box IoU >= ``box_iou``
-    (default :data:`BOX_IOU`), the closest in score (near-duplicate boxes of one class are
-    common). Returns counts and the worst figures; ``agree``
-    is True when every exported detection has a match (with mask IoU >= :data:`MASK_IOU` when
-    there are masks)."""
+                     box_iou: float = BOX_IOU, score_tolerance: float = SCORE_TOLERANCE,
+                     cutoffs: Optional[Cutoffs] = None) -> dict:
+    """Pairs the exported detections with the reference's, one to one: in descending score, each
+    exported detection takes the unpaired reference detection of the same label with box IoU >=
+    ``box_iou`` and a score within ``score_tolerance`` that is closest in score (near-duplicate
+    boxes of one class are common). A detection left on one side only is a tie when it sits at
+    one of ``cutoffs`` (see the module's description), else a disagreement.
+
+    Returns the counts (``exported``, ``reference``, ``matched``, ``ties`` with their reasons,
+    ``disagreements``), the worst figures of the pairs, and ``agree``: no disagreement."""
+    cutoffs = cutoffs or Cutoffs()
     dets, labels = exported['dets'], exported['labels']
     ref_dets, ref_labels = reference['dets'], reference['labels']
-    ious = _box_iou(dets[:, :4], ref_dets[:, :4]) if len(dets) and len(ref_dets) else \
-        np.zeros((len(dets), len(ref_dets)))
+    ious = _box_iou(dets[:, :4], ref_dets[:, :4])
     score_differences = np.abs(dets[:, 4:5] - ref_dets[None, :, 4])
-    same = (labels[:, None] == ref_labels[None, :]) & (score_differences <= score_tolerance)
-    matched, worst_iou, worst_score, worst_mask = 0, 1.0, 0.0, 1.0
-    for i in range(len(dets)):
-        candidates = np.flatnonzero(same[i] & (ious[i] >= box_iou))
-        if not len(candidates):
-            near = ious[i][same[i]]
-            worst_iou = min(worst_iou, float(near.max()) if len(near) else 0.0)
+    candidates = ((labels[:, None] == ref_labels[None, :]) & (score_differences <= score_tolerance)
+                  & (ious >= box_iou))
+    taken = np.zeros(len(ref_dets), bool)
+    paired = np.zeros(len(dets), bool)
+    matched, disagreements, worst_iou, worst_score, worst_mask = 0, 0, 1.0, 0.0, 1.0
+    for i in np.argsort(-dets[:, 4], kind='stable'):
+        options = np.flatnonzero(candidates[i] & ~taken)
+        if not len(options):
             continue
-        j = candidates[score_differences[i, candidates].argmin()]
+        j = options[score_differences[i, options].argmin()]
+        taken[j] = paired[i] = True
         worst_iou = min(worst_iou, float(ious[i, j]))
         worst_score = max(worst_score, float(score_differences[i, j]))
-        if 'masks' in exported:
+        if 'masks' in exported and 'masks' in reference:
             mask_iou = _mask_iou(exported['masks'][i].astype(bool), reference['masks'][j])
             worst_mask = min(worst_mask, mask_iou)
             if mask_iou < MASK_IOU:
+                disagreements += 1
                 continue
         matched += 1
+    ties: Dict[str, int] = {}
+    for own, other, alone in ((exported, reference, ~paired), (reference, exported, ~taken)):
+        for k in np.flatnonzero(alone):
+            box, score = own['dets'][k, :4], float(own['dets'][k, 4])
+            reason = _tie_reason(box, score, int(own['labels'][k]), own, other, cutoffs,
+                                 score_tolerance)
+            if reason is None:
+                disagreements += 1
+                # the closest detection of the other side, for the report
+                same = other['labels'] == own['labels'][k]
+                near = _box_iou(box[None], other['dets'][same, :4])[0]
+                worst_iou = min(worst_iou, float(near.max()) if len(near) else 0.0)
+            else:
+                ties[reason] = ties.get(reason, 0) + 1
     report = dict(exported=len(dets), reference=len(ref_dets), matched=matched,
+                  ties=sum(ties.values()), tie_reasons=ties, disagreements=disagreements,
                   worst_box_iou=worst_iou, worst_score_difference=worst_score,
-                  agree=matched == len(dets))
+                  agree=disagreements == 0)
     if 'masks' in exported:
         report['worst_mask_iou'] = worst_mask
     return report
 
 
 def segmentation_agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
-    """Share of pixels whose argmax class agrees, and the largest logit difference."""
+    """Share of the pixels (ties left out) whose argmax class agrees, the pixels that disagree
+    at a tie, and the largest logit difference against the reference's scale."""
     if logits.shape != reference.shape:
-        return dict(agreement=0.0, shape=logits.shape, reference_shape=reference.shape,
+        return dict(agreement=0.0, ties=0, shape=logits.shape, reference_shape=reference.shape,
                     agree=False)
-    agreement = float((logits.argmax(0) == reference.argmax(0)).mean())
-    return dict(agreement=agreement, max_logit_difference=float(np.abs(logits - reference).max()),
-                agree=agreement >= PIXEL_AGREEMENT)
+    ours, theirs = logits.argmax(0), reference.argmax(0)
+    differ = ours != theirs
+    gap = (np.take_along_axis(reference, theirs[None], 0)
+           - np.take_along_axis(reference, ours[None], 0))[0]
+    ties = differ & (gap <= LOGIT_TIE)
+    counted = differ.size - int(ties.sum())
+    agreement = 1.0 - float((differ & ~ties).sum()) / max(counted, 1)
+    difference = float(np.abs(logits - reference).max())
+    scale = float(np.abs(reference).max())
+    return dict(agreement=agreement, ties=int(ties.sum()), max_logit_difference=difference,
+                logit_scale=scale,
+                agree=agreement >= PIXEL_AGREEMENT and difference <= LOGIT_TOLERANCE * scale + 1e-6)
 
 
-def format_report(size: str, report: dict, kind: Optional[str] = None) -> str:
+def format_report(name: str, report: dict) -> str:
     """One line of figures for the command line."""
+    if report.get('nonfinite'):
+        return f'  {name}: the exported model returned NaN or infinite values  <- DISAGREES'
     if 'agreement' in report:
-        return (f'  {size}: argmax agrees on {100 * report["agreement"]:.3f}% of pixels '
+        text = (f'  {name}: argmax agrees on {100 * report["agreement"]:.3f}% of pixels '
                 f'(needs >= {100 * PIXEL_AGREEMENT:.1f}%), max logit difference '
-                f'{report.get("max_logit_difference", float("nan")):.2e}')
-    text = (f'  {size}: {report["matched"]}/{report["exported"]} exported detections match '
+                f'{report.get("max_logit_difference", float("nan")):.2e} (allowed '
+                f'{LOGIT_TOLERANCE * report.get("logit_scale", float("nan")):.1e})')
+        if report.get('ties'):
+            text += f'; {report["ties"]} pixels at a tie'
+        return text + ('' if report['agree'] else '  <- DISAGREES')
+    text = (f'  {name}: {report["matched"]}/{report["exported"]} exported detections match '
             f'mmdet\'s {report["reference"]} (worst box IoU {report["worst_box_iou"]:.4f}, '
             f'worst score difference {report["worst_score_difference"]:.1e}')
     if 'worst_mask_iou' in report:
         text += f', worst mask IoU {report["worst_mask_iou"]:.4f}'
-    return text + ')'
+    text += ')'
+    if report.get('ties'):
+        reasons = ', '.join(f'{n} at the {r}' for r, n in sorted(report['tie_reasons'].items()))
+        text += f'; on one side only at a cut-off (a tie, not counted): {reasons}'
+    if report['disagreements']:
+        text += f'; {report["disagreements"]} disagree  <- DISAGREES'
+    return text
+
+
+def summarize(reports: List[dict]) -> Optional[str]:
+    """None when a whole verification agrees, else the reason it does not: a comparison that
+    disagrees, or (detectors) fewer than :data:`MIN_COMPARED` detections compared in all."""
+    failed = [r for r in reports if not r['agree']]
+    if failed:
+        return f'{len(failed)} of {len(reports)} comparisons disagree'
+    if reports and 'matched' in reports[0]:
+        compared = sum(r['matched'] for r in reports)
+        if compared < MIN_COMPARED:
+            return (f'nothing compared: {compared} detections were found by both in '
+                    f'{len(reports)} comparisons (at least {MIN_COMPARED} are needed to judge '
+                    'an export); verify on images with objects the model finds (--image), '
+                    'with the trained weights (--checkpoint)')
+    if not reports:
+        return 'nothing compared: no image to verify on'
+    return None
+
+
+def _load_image(path: str) -> torch.Tensor:
+    """``path`` as mmcv's ``LoadImageFromFile`` gives it (BGR, 3 channels), (1, 3, H, W) float."""
+    import mmcv
+    image = mmcv.imread(path)
+    if image is None:
+        raise ValueError(f'{path} cannot be read as an image')
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().contiguous()
+
+
+def test_set_images(cfg, count: int) -> List[str]:
+    """The paths of the first ``count`` images of ``cfg``'s test dataset (the validation set
+    when it has none). Raises what building the dataset raises (a missing annotation file, say)."""
+    import copy
+
+    from mmengine.registry import DATASETS
+    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
+    if not loader or not loader.get('dataset'):
+        raise ValueError('the config has no test_dataloader.dataset')
+    dataset_cfg = copy.deepcopy(loader['dataset'])
+    dataset_cfg['pipeline'] = []
+    dataset_cfg['lazy_init'] = True
+    dataset = DATASETS.build(dataset_cfg)
+    dataset.full_init()
+    paths = []
+    for index in range(min(count, len(dataset))):
+        path = dataset.get_data_info(index).get('img_path')
+        if path:
+            paths.append(path)
+    if not paths:
+        raise ValueError('the test dataset lists no image')
+    return paths
+
+
+def verification_images(cfg, image_paths=None, count: int = 3):
+    """The images to verify on: ``image_paths`` when given, else the first ``count`` of the
+    config's test set. Returns ``(images, note)``: ``images`` a list of (name, (1, 3, H, W) float
+    BGR tensor); ``note`` says where they came from, and, where the config's test images are not
+    there, that random images stand in (a trained detector finds nothing on those)."""
+    import os.path as osp
+    if image_paths:
+        return [(p, _load_image(p)) for p in image_paths], \
+            f'{len(image_paths)} given image(s)'
+    try:
+        paths = test_set_images(cfg, count)
+        return [(osp.basename(p), _load_image(p)) for p in paths], \
+            f'the first {len(paths)} image(s) of the config\'s test set'
+    except Exception as error:  # a dataset that cannot be built: no data on this machine
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        images = [(f'random {h}x{w}', random_image(h, w, seed=i))
+                  for i, (h, w) in enumerate([(320, 480), (333, 517)][:max(1, min(count, 2))])]
+        return images, (f'random images: the config\'s test images could not be read ({reason}); '
+                        'a trained detector finds nothing on random images, give your own with '
+                        '--image')
+
+
+def verify_export(model, runtime, images, sizes=()):
+    """Compares ``runtime`` (an opened exported file, see
+    :func:`~fastervit_dense.mm.deploy.runtimes.open_runtime`) with ``model``'s own inference on
+    each image at its own size and resized to each of ``sizes`` (H, W). Yields ``(name, report)``
+    for each comparison as it is made; pass the reports to :func:`summarize`."""
+    import mmcv
+    cutoffs = None if hasattr(model, 'decode_head') else detection_cutoffs(model)
+    for name, image in images:
+        variants = [(f'{name} at {image.shape[-2]}x{image.shape[-1]}', image)]
+        for height, width in sizes:
+            array = image[0].permute(1, 2, 0).numpy()
+            resized = mmcv.imresize(array, (width, height))
+            variants.append((f'{name} at {height}x{width}',
+                             torch.from_numpy(resized).permute(2, 0, 1)[None].contiguous()))
+        for label, variant in variants:
+            outputs = runtime(variant)
+            if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == 'f'):
+                yield label, dict(agree=False, nonfinite=True, matched=0)
+                continue
+            if cutoffs is None:
+                report = segmentation_agreement(outputs['seg_logits'],
+                                                framework_seg_logits(model, variant))
+            else:
+                report = match_detections(outputs, framework_detections(model, variant),
+                                          cutoffs=cutoffs)
+            yield label, report
