@@ -59,8 +59,9 @@ MM_REQUIRES = [
 SMP_REQUIRE = ['segmentation-models-pytorch>=0.6,<1']
 TRANSFORMERS_REQUIRE = ['transformers>=5,<6']
 
-# ONNX export checks and runs (tools/deployment/export_onnx.py --verify, benchmark_onnx.py).
-DEPLOY_REQUIRE = ['onnx', 'onnxruntime', 'numpy']
+# ONNX export checks and runs (tools/deployment/export_onnx.py --verify, test_onnx.py,
+# benchmark_onnx.py) on two CPU runtimes; OpenVINO: the version the tests ran with.
+DEPLOY_REQUIRE = ['onnx', 'onnxruntime', 'openvino>=2026.4', 'numpy']
 
 TESTS_REQUIRE = [
     'pytest',

@@ -9,16 +9,14 @@ kit's synthetic shapes first (FastViT-T8, the demo recipe), with one thread: on 
 machine two threads per process made training several times slower.
 """
 import os
-import random
 
 import numpy as np
 import pytest
 import torch
+from demo_models import DEMO, ROOT, build, demo_config, drawn_image, fused, train
 
 pytestmark = pytest.mark.export
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 CASCADE = os.path.join(ROOT, 'configs', 'fastervit',
                        'cascade-mask-rcnn_fastervit-2_fpn_4conv1fc-giou_ms-crop-3x_coco.py')
 SIZES = ((250, 333), (301, 397))  # non-square, not multiples of 32; the export traces (256, 320)
@@ -30,11 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def demo_config():
-    from fastervit_dense.mm.runner import load_config
-    return load_config(DEMO)
 
 
 def cascade_config():
@@ -59,59 +52,6 @@ def cascade_config():
     model.test_cfg.rpn.update(nms_pre=300, max_per_img=300)
     model.test_cfg.rcnn.max_per_img = 30
     return cfg
-
-
-def build(cfg, state_dict=None, strict=True):
-    from fastervit_dense.mm.runner import build_model
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    if state_dict is None:
-        model.init_weights()
-    else:
-        model.load_state_dict(state_dict, strict=strict)
-    return model
-
-
-def train(model, data_root, iters, seed, lr=4e-4):
-    """``iters`` AdamW steps of batch 2 on the demo's training pipeline."""
-    from mmengine.dataset import pseudo_collate
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import DATASETS
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    dataset_cfg = demo_config().train_dataloader.dataset
-    dataset_cfg.data_root = f'{data_root}/coco/'
-    dataset = DATASETS.build(dataset_cfg)
-    model = revert_sync_batchnorm(model).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    order = np.random.permutation(len(dataset) * (2 * iters // len(dataset) + 1))
-    for step in range(iters):
-        for group in optimizer.param_groups:
-            group['lr'] = lr * min(1.0, (step + 1) / 10)
-        indices = order[2 * step:2 * step + 2]
-        batch = pseudo_collate([dataset[int(i) % len(dataset)] for i in indices])
-        loss, _ = model.parse_losses(model(**model.data_preprocessor(batch, True), mode='loss'))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        optimizer.step()
-    return model.eval()
-
-
-def fused(model):
-    from mmengine.model import revert_sync_batchnorm
-    model = revert_sync_batchnorm(model).eval()
-    model.backbone.switch_to_deploy()
-    return model
-
-
-def drawn_image(height, width, seed):
-    """Shapes drawn as in the synthetic data, BGR 0-255, (1, 3, H, W) float32."""
-    from fastervit_dense.mm.synthetic import draw_image
-    image, _, _ = draw_image(np.random.default_rng(seed), height, width, max_objects=5)
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float().contiguous()
 
 
 def session(path):
@@ -154,19 +94,14 @@ def check_agreement(model, path, names, sizes=SIZES, min_detections=3):
             assert exported['masks'].dtype == np.uint8
             assert exported['masks'].shape == (count, height, width)
             assert set(np.unique(exported['masks'])) <= {0, 1}
+            assert exported['mask_probs'].dtype == np.float32
+            assert exported['mask_probs'].shape == (count, 28, 28)
         report = match_detections(exported, framework_detections(model, image))
         reports.append(report)
         print(format_report(f'{path.name} {height}x{width}', report))
         assert count >= min_detections, report
         assert report['agree'], ((height, width), report)
     return reports
-
-
-@pytest.fixture(scope='module')
-def mask_rcnn_weights(tiny_data):
-    """The demo Mask R-CNN (FastViT-T8) after 40 training steps: its unfused state dict."""
-    model = train(build(demo_config()), tiny_data, iters=40, seed=0)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def test_multi_level_roi_align_matches_the_roi_extractor(tmp_path):
@@ -211,7 +146,7 @@ def test_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tmp_path):
     model = fused(build(demo_config(), mask_rcnn_weights))
     path = tmp_path / 'mask_rcnn.onnx'
     names = export(model, path)
-    assert names == ['dets', 'labels', 'masks']
+    assert names == ['dets', 'labels', 'masks', 'mask_probs']
     for report in check_agreement(model, path, names):
         assert report['worst_mask_iou'] >= 0.9
 
@@ -238,6 +173,7 @@ def test_faster_rcnn_and_empty_results(mask_rcnn_weights, tmp_path):
     outputs = run_onnx(path, drawn_image(*SIZES[1], seed=7), session=session(path))
     assert outputs['dets'].shape == (0, 5) and outputs['labels'].shape == (0, )
     assert outputs['masks'].shape == (0, *SIZES[1]) and outputs['masks'].dtype == np.uint8
+    assert outputs['mask_probs'].shape == (0, 28, 28)
 
 
 def test_cascade_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tiny_data, tmp_path):
@@ -266,7 +202,7 @@ def test_cascade_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tiny
     assert all(head.num_shared_convs == 4 for head in model.roi_head.bbox_head)
     path = tmp_path / 'cascade_mask_rcnn.onnx'
     names = export(model, path)
-    assert names == ['dets', 'labels', 'masks']
+    assert names == ['dets', 'labels', 'masks', 'mask_probs']
     check_agreement(model, path, names)
 
     # Cascade R-CNN: the same without the mask branch

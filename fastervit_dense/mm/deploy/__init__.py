@@ -5,7 +5,8 @@ takes the image as mmcv loads it (``image`` float32 (1, 3, H, W), BGR, 0-255), d
 preprocessing in the graph (:mod:`.preprocess`) and returns plain tensors:
 
 * detectors: ``dets`` (1, N, 5) = x1, y1, x2, y2, score in input pixels sorted by score,
-  ``labels`` int64 (1, N), and for instance segmentation ``masks`` uint8 (1, N, H, W);
+  ``labels`` int64 (1, N), and for instance segmentation ``masks`` uint8 (1, N, H, W) and
+  ``mask_probs`` float32 (1, N, 28, 28) (the probabilities in each box, to paste at another size);
 * segmentors: ``seg_logits`` (1, C, H, W) at the input's size.
 
 What does not trace into standard ONNX operators with dynamic sizes (NMS, multi-level RoIAlign, mask
@@ -79,7 +80,8 @@ def export_model(module: nn.Module, path, shape: Sequence[int] = (320, 480),
     axes = {'image': {2: 'height', 3: 'width'}}
     for name in names:
         axes[name] = {'seg_logits': {2: 'height', 3: 'width'},
-                      'masks': {1: 'detections', 2: 'height', 3: 'width'}}.get(
+                      'masks': {1: 'detections', 2: 'height', 3: 'width'},
+                      'mask_probs': {1: 'detections'}}.get(
                           name, {1: 'detections'})
     image = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0)) * 255
     with torch.no_grad():
@@ -105,13 +107,15 @@ def load_weights(model: nn.Module, checkpoint: str):
     model.load_state_dict(state, strict=True)
 
 
-def build_for_export(config: str, checkpoint=None) -> nn.Module:
-    """The config's model in eval mode, FastViT fused, with ``checkpoint``'s weights or, without
-    one, random weights (the config's initialisation without the backbone's pretrained file)."""
+def build_for_export(config, checkpoint=None) -> nn.Module:
+    """The model of ``config`` (a path or a loaded Config) in eval mode, FastViT fused, with
+    ``checkpoint``'s weights or, without one, random weights (the config's initialisation without
+    the backbone's pretrained file)."""
+    from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
 
     from ..runner import build_model, load_config
-    cfg = load_config(config)
+    cfg = copy.deepcopy(config) if isinstance(config, Config) else load_config(config)
     if not checkpoint:  # random weights: nothing to download
         cfg.model.backbone.init_cfg = None
     model = revert_sync_batchnorm(build_model(cfg))

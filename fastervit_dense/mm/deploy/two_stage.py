@@ -18,7 +18,9 @@ traced input, what mmdet does around them at test time:
   ``regress_by_class``);
 * masks (``FCNMaskHead._predict_by_feat_single`` / ``_do_paste_mask`` with ``skip_empty=False``,
   the GPU path, as separable bilinear weights), Cascade's stage average (``merge_aug_masks``), the
-  binary threshold.
+  binary threshold; and the mask probabilities before pasting (``mask_probs``), which a caller
+  pastes into an image of another size (the original image, with the boxes scaled) as mmdet does
+  with ``rescale=True``.
 
 The detector's modules are not changed: mmdet's training and inference never run this code.
 """
@@ -40,7 +42,9 @@ class TwoStageExport(nn.Module):
     """A built (eval-mode) mmdet 3.x two-stage detector as ``image -> dets, labels[, masks]``.
 
     ``image`` float32 (1, 3, H, W), BGR 0-255; ``dets`` (1, N, 5) x1, y1, x2, y2, score sorted by
-    descending score; ``labels`` int64 (1, N); ``masks`` uint8 (1, N, H, W) with a mask head.
+    descending score; ``labels`` int64 (1, N); with a mask head ``masks`` uint8 (1, N, H, W) and
+    ``mask_probs`` float32 (1, N, M, M), each detection's mask probabilities in its box (M = 28
+    for mmdet's FCN mask head).
     """
 
     def __init__(self, detector: nn.Module):
@@ -53,7 +57,8 @@ class TwoStageExport(nn.Module):
         self.cascade = isinstance(roi_head.bbox_head, nn.ModuleList)
         self.num_stages = len(roi_head.bbox_head) if self.cascade else 1
         self.with_mask = bool(getattr(roi_head, 'with_mask', False))
-        self.output_names = ('dets', 'labels', 'masks') if self.with_mask else ('dets', 'labels')
+        self.output_names = ('dets', 'labels', 'masks', 'mask_probs') if self.with_mask else (
+            'dets', 'labels')
         self.rpn_cfg = rpn_head.test_cfg
         self.rcnn_cfg = roi_head.test_cfg
         self.rpn_iou = nms_iou(self.rpn_cfg)
@@ -182,7 +187,7 @@ class TwoStageExport(nn.Module):
             index = labels.reshape(-1, 1, 1, 1).expand(-1, 1, prob.shape[2], prob.shape[3])
             prob = torch.gather(prob, 1, index)
         pasted = paste_masks(prob, boxes, height, width)
-        return (pasted >= self.rcnn_cfg.mask_thr_binary).to(torch.uint8)
+        return (pasted >= self.rcnn_cfg.mask_thr_binary).to(torch.uint8), prob[:, 0]
 
     def forward(self, image: Tensor):
         x = self.preprocess(image)
@@ -194,5 +199,5 @@ class TwoStageExport(nn.Module):
         dets = torch.cat([boxes, scores[:, None]], dim=1)[None]
         if not self.with_mask:
             return dets, labels[None]
-        masks = self._masks(feats, boxes, labels, height, width)
-        return dets, labels[None], masks[None]
+        masks, probs = self._masks(feats, boxes, labels, height, width)
+        return dets, labels[None], masks[None], probs[None]
