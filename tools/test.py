@@ -20,8 +20,11 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation results')
     parser.add_argument('--out', help='dump predictions to a pickle file (mmdet) or folder (mmseg)')
-    parser.add_argument('--show-dir', help='save drawn predictions in this folder under the work '
-                        'dir (mmdet: under the run\'s timestamped folder in it)')
+    parser.add_argument('--show-dir', help='save drawn predictions (ground truth beside prediction) '
+                        'in this folder under the work dir, each under its image\'s own path '
+                        'below the dataset\'s image folder')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='with --show-dir: detections drawn have at least this score')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -39,15 +42,10 @@ def main(argv=None):
     cfg = checked_config(cfg, ('test_dataloader', ))  # before any model is built
     cfg.load_from = args.checkpoint
     if args.show_dir:
-        hook = cfg.default_hooks.get('visualization')
-        if hook is None:
-            raise SystemExit('--show-dir needs a visualization hook in default_hooks')
-        hook.draw = True
-        hook.interval = 1
-        if cfg.default_scope == 'mmdet':  # as mmdet's and mmseg's own tools/test.py set them
-            hook.test_out_dir = args.show_dir
-        else:  # mmseg's visualizer writes under its save_dir (vis_data/vis_image)
-            cfg.visualizer.save_dir = osp.join(cfg.work_dir, args.show_dir)
+        if cfg.get('visualizer') is None:
+            raise SystemExit('--show-dir needs a visualizer in the config')
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='DrawPredictionsHook', out_dir=args.show_dir, score_thr=args.score_thr)]
     if args.out:
         if cfg.default_scope == 'mmdet':
             cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(

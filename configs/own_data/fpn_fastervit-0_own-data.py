@@ -1,12 +1,20 @@
 # Semantic FPN with FasterViT-0 on your own images and label maps (docs/own_data.md): images in
-# images/training and images/validation (.jpg), label maps of the same names in annotations/...
-# (.png, one class index per pixel, 255 where nothing is to be learnt). It inherits the demo
+# images/training and images/validation (img_suffix below; subfolders allowed), label maps of the
+# same names in annotations/... (.png, one class index per pixel, 255 where nothing is to be learnt). It inherits the demo
 # segmentor's small recipe, which trains on a CPU in minutes; for a full-size model set _base_ to a
 # shipped config (e.g. '../fastervit/upernet_fastervit-0_8xb2-160k_ade20k-512x512.py').
 _base_ = '../demo/fpn_fastervit-0_synthetic.py'
 
 data_root = 'data/my_semantic/'
 classes = ('ground', 'road', 'building', 'tree')  # class i is label value i
+img_suffix = '.jpg'  # the images' file ending: '.png' for PNG images
+# One colour per class in drawings (RGB): the first of 20 colours that are easy to tell apart; add
+# more for more classes (the dataset check asks for one per class).
+palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+           (30, 15, 255), (170, 110, 40), (255, 225, 25), (128, 0, 0), (170, 255, 195),
+           (128, 128, 0), (255, 255, 255), (0, 0, 128), (128, 128, 128), (0, 0, 0)]
+metainfo = dict(_delete_=True, classes=classes, palette=palette[:len(classes)])
 crop_size = (192, 256)
 
 model = dict(decode_head=dict(num_classes=len(classes)))
@@ -24,7 +32,7 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(data_root=data_root, metainfo=dict(_delete_=True, classes=classes),
+dataset = dict(data_root=data_root, metainfo=metainfo, img_suffix=img_suffix,
                reduce_zero_label=False)
 train_dataloader = dict(dataset=dict(dataset, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(dataset, pipeline=test_pipeline))

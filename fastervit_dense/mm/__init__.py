@@ -8,6 +8,7 @@ allow_failed_imports=False)``)
 * registers :class:`~.dino_head.SharedDecoderDINOHead` in mmdet's MODELS (DINO's heads shared by
   the decoder layers, as NVlabs trained FasterViT's DINO detectors);
 * registers :class:`~.dataset_check.DatasetCheckHook` (datasets checked against the config),
+  :class:`~.visualization.DrawPredictionsHook` (drawings that keep the images' subfolders),
   :class:`~.engine.RNGStateHook` (exact resume) and
   :class:`~.engine.NoDecayOptimWrapperConstructor` in mmengine's registries;
 * makes mmengine's training checkpoints loadable with ``weights_only=True`` (:mod:`.checkpoint`);
@@ -23,6 +24,7 @@ import logging
 from ..models import BACKBONES
 from . import dataset_check  # noqa: F401  (registers DatasetCheckHook)
 from . import engine  # noqa: F401  (registers RNGStateHook, NoDecayOptimWrapperConstructor)
+from . import visualization  # noqa: F401  (registers DrawPredictionsHook)
 from .checkpoint import install_safe_checkpoint_support
 
 __all__ = ['registries', 'register_backbones']

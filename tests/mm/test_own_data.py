@@ -27,9 +27,24 @@ def walkthrough(name) -> list:
     return [shlex.split(line) for line in block.strip().splitlines()]
 
 
-def own_instances(data: str, num_train=8, num_val=4):
+def in_subfolders(folder: str, names: list) -> dict:
+    """Moves ``names`` (files in ``folder``) into subfolders batch1/ and batch2/, half in each,
+    named img_0, img_1, ... in both (the same names twice); returns {old name: new path}."""
+    moved = {}
+    half = (len(names) + 1) // 2
+    for index, name in enumerate(sorted(names)):
+        new = os.path.join(f'batch{1 + index // half}',
+                           f'img_{index % half}{os.path.splitext(name)[1]}')
+        os.makedirs(os.path.join(folder, os.path.dirname(new)), exist_ok=True)
+        os.replace(os.path.join(folder, name), os.path.join(folder, new))
+        moved[name] = new
+    return moved
+
+
+def own_instances(data: str, num_train=8, num_val=4, subfolders=False):
     """The synthetic shapes as a user's COCO folder: data/my_instances/{train,val}, annotations
-    train.json and val.json, categories renamed to the walkthrough config's classes."""
+    train.json and val.json, categories renamed to the walkthrough config's classes; with
+    ``subfolders`` the validation images in val/batch1 and val/batch2 under the same names."""
     paths = make_instance_dataset(data, num_train=num_train, num_val=num_val, seed=5,
                                   size_range=(128, 200))
     target = os.path.join(data, 'my_instances')
@@ -39,13 +54,19 @@ def own_instances(data: str, num_train=8, num_val=4):
         content = json.load(open(path))
         for category, name in zip(content['categories'], ('apple', 'pear', 'plum')):
             category['name'] = name
+        if subfolders and split == 'val':
+            folder = os.path.join(target, split)
+            moved = in_subfolders(folder, os.listdir(folder))
+            for image in content['images']:
+                image['file_name'] = moved[image['file_name']]
         json.dump(content, open(os.path.join(target, 'annotations', f'{split}.json'), 'w'))
     return target
 
 
-def own_semantic(data: str, num_train=8, num_val=4):
+def own_semantic(data: str, num_train=8, num_val=4, subfolders=False):
     """The synthetic shapes as a user's label maps: class index per pixel from 0 (ADE20K's layout,
-    which starts at 1, shifted down)."""
+    which starts at 1, shifted down); with ``subfolders`` the validation images and their label
+    maps in batch1/ and batch2/ under the same names."""
     folder = make_semantic_dataset(data, num_train=num_train, num_val=num_val, seed=6,
                                    size_range=(128, 200))
     for split in ('training', 'validation'):
@@ -53,6 +74,10 @@ def own_semantic(data: str, num_train=8, num_val=4):
         for name in os.listdir(labels):
             path = os.path.join(labels, name)
             cv2.imwrite(path, cv2.imread(path, cv2.IMREAD_GRAYSCALE) - 1)
+    if subfolders:
+        for kind in ('images', 'annotations'):
+            split = os.path.join(folder, kind, 'validation')
+            in_subfolders(split, os.listdir(split))
     target = os.path.join(data, 'my_semantic')
     shutil.move(folder, target)
     return target
@@ -81,33 +106,55 @@ def run_walkthrough(name, cwd) -> str:
     return output
 
 
+SUBFOLDERS = {os.path.join(f'batch{b}', f'img_{i}') for b in (1, 2) for i in (0, 1)}
+
+
+def drawn_files(folder) -> set:
+    """The drawings under ``folder``, by path relative to it without the suffix."""
+    return {os.path.splitext(os.path.relpath(os.path.join(top, name), folder))[0]
+            for top, _, names in os.walk(folder) for name in names}
+
+
+def assert_verified_and_evaluated(output: str, work, framework: str):
+    """The walkthrough's export verified on the validation images and its exported model scored
+    by the config's metric on both runtimes."""
+    assert (work / 'model.onnx').exists() and not (work / 'model.failed-verification.onnx').exists()
+    assert "on the first 3 image(s) of the config's test set" in output
+    assert f'verified: the exported model agrees with {framework} in 9 comparisons' in output
+    lines = output.splitlines()
+    table = lines[max(i for i, line in enumerate(lines) if line.startswith('metric ')):]
+    assert table[0].split() == ['metric', 'PyTorch', 'onnxruntime', 'openvino'], output[-3000:]
+    assert table[-1].startswith('ms per image')
+
+
 @pytest.mark.training
 @pytest.mark.subprocess
 @pytest.mark.export
 def test_detection_walkthrough_trains_evaluates_draws_and_exports(checkout):
-    own_instances(str(checkout / 'data'))
+    own_instances(str(checkout / 'data'), subfolders=True)
     output = run_walkthrough('detection', checkout)
     work = checkout / 'work_dirs' / 'my_instances'
-    assert (work / 'iter_20.pth').exists() and (work / 'model.onnx').exists()
+    assert (work / 'iter_20.pth').exists()
     assert re.search(r'coco/segm_mAP: [0-9.]+', output), output[-2000:]
     assert "'apple'" in output or 'apple' in output  # per-class results name the user's classes
-    drawn = [f for _, _, files in os.walk(work) for f in files if f.endswith('.jpg')]
-    assert len(drawn) == 4, drawn  # one picture per validation image
+    # one picture per validation image, under its own subfolder and name (the same names twice)
+    assert drawn_files(work / 'shown') == SUBFOLDERS
+    assert_verified_and_evaluated(output, work, 'mmdet')
 
 
 @pytest.mark.training
 @pytest.mark.subprocess
 @pytest.mark.export
 def test_segmentation_walkthrough_trains_evaluates_draws_and_exports(checkout):
-    own_semantic(str(checkout / 'data'))
+    own_semantic(str(checkout / 'data'), subfolders=True)
     output = run_walkthrough('segmentation', checkout)
     work = checkout / 'work_dirs' / 'my_semantic'
-    assert (work / 'iter_20.pth').exists() and (work / 'model.onnx').exists()
+    assert (work / 'iter_20.pth').exists()
     assert re.search(r'\bmIoU: [0-9.]+', output), output[-2000:]
     for name in ('ground', 'road', 'building', 'tree'):
         assert name in output  # mmseg's per-class table
-    drawn = [f for _, _, files in os.walk(work) for f in files if f.endswith(('.jpg', '.png'))]
-    assert len(drawn) >= 4, drawn
+    assert drawn_files(work / 'shown') == SUBFOLDERS
+    assert_verified_and_evaluated(output, work, 'mmseg')
 
 
 def loaded(config, data_root):
@@ -151,7 +198,7 @@ def test_an_unreadable_image_is_named(tmp_path):
     root = own_instances(str(tmp_path), num_train=3, num_val=2)
     broken = os.path.join(root, 'train', 'train_00002.jpg')
     open(broken, 'wb').write(b'\xff\xd8 not an image')
-    with pytest.raises(DatasetError, match=rf'{re.escape(broken)} cannot be read as an image'):
+    with pytest.raises(DatasetError, match=rf'{re.escape(broken)} cannot be decoded as an image'):
         check_datasets(loaded(DET, root))
     os.remove(broken)
     with pytest.raises(DatasetError, match=rf'{re.escape(broken)} does not exist'):
@@ -195,3 +242,131 @@ def test_the_tools_check_once_and_leave_the_callers_config_alone(tmp_path):
     assert [h['type'] for h in cfg.custom_hooks] == ['DatasetCheckHook']
     ready = checked_config(cfg, ('train_dataloader', ))
     assert ready.custom_hooks == [] and cfg.custom_hooks == [dict(type='DatasetCheckHook')]
+
+
+def cut_short(path, keep=1 / 3):
+    """The file cut to a share of its bytes, as an interrupted copy or download leaves it."""
+    data = open(path, 'rb').read()
+    open(path, 'wb').write(data[:int(len(data) * keep)])
+
+
+def test_an_image_cut_short_is_decoded_and_named_before_training(tmp_path):
+    """A JPEG cut to a third of its bytes opens and passes a header check; the check decodes it as
+    mmcv's loader will, and stops there."""
+    root = own_instances(str(tmp_path), num_train=3, num_val=2)
+    broken = os.path.join(root, 'train', 'train_00001.jpg')
+    cut_short(broken)
+    from PIL import Image
+    with Image.open(broken) as image:
+        image.verify()  # what a header check sees: nothing wrong
+    import mmcv
+    assert mmcv.imread(broken) is None  # mmcv's loader: nothing decoded (it then asserts)
+    with pytest.raises(DatasetError, match=rf'{re.escape(broken)} cannot be decoded as an image '
+                       r'\(the decoder returned nothing; a file cut short or not an image\): '
+                       r'training would stop when it reaches it. Replace the file with a whole '
+                       rf'copy, or remove it from {re.escape(root)}.*train.json'):
+        check_datasets(loaded(DET, root))
+
+
+def test_a_label_map_cut_short_is_named(tmp_path):
+    root = own_semantic(str(tmp_path), num_train=3, num_val=2)
+    broken = os.path.join(root, 'annotations', 'validation', 'validation_00001.png')
+    cut_short(broken, keep=0.5)
+    with pytest.raises(DatasetError, match=rf'{re.escape(broken)} cannot be decoded as a label '
+                       r'map \(.*\): training would stop when it reaches it'):
+        check_datasets(loaded(SEG, root))
+
+
+def test_an_annotation_of_a_category_missing_from_categories_is_named(tmp_path):
+    root = own_instances(str(tmp_path), num_train=3, num_val=2)
+    path = os.path.join(root, 'annotations', 'train.json')
+    content = json.load(open(path))
+    ids = sorted(c['id'] for c in content['categories'])
+    content['annotations'][0]['category_id'] = 7
+    content['annotations'][1]['category_id'] = 7
+    json.dump(content, open(path, 'w'))
+    with pytest.raises(DatasetError, match=rf'{re.escape(path)}: annotations use category id 7 '
+                       r'\(2 annotations\), which its "categories" list does not have \(it has '
+                       rf'ids {", ".join(map(str, ids))}\): add {{"id": ..., "name": ...}} for each '
+                       r'to "categories"'):
+        check_datasets(loaded(DET, root))
+
+
+def as_png(folder):
+    for top, _, names in os.walk(folder):
+        for name in names:
+            if name.endswith('.jpg'):
+                path = os.path.join(top, name)
+                cv2.imwrite(path[:-4] + '.png', cv2.imread(path))
+                os.remove(path)
+
+
+def test_png_images_are_found_and_the_setting_named(tmp_path):
+    root = own_semantic(str(tmp_path), num_train=3, num_val=2, subfolders=True)
+    as_png(os.path.join(root, 'images'))
+    with pytest.raises(DatasetError, match=r'train_dataloader.dataset: no "\*.jpg" image in '
+                       r'.*images/training; it has 3 "\*.png": set img_suffix=\'.png\''):
+        check_datasets(loaded(SEG, root))
+    cfg = loaded(SEG, root)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.img_suffix = '.png'
+    report = check_datasets(cfg)  # the validation images in subfolders are found too
+    assert any('2 images with label maps' in line and 'validation' in line for line in report)
+
+
+def test_images_of_another_suffix_than_the_configs_are_named(tmp_path):
+    root = own_semantic(str(tmp_path), num_train=3, num_val=2)
+    image = os.path.join(root, 'images', 'training', 'training_00002.jpg')
+    cv2.imwrite(image[:-4] + '.png', cv2.imread(image))
+    os.remove(image)
+    with pytest.raises(DatasetError, match=r'has 2 "\*.jpg" images \(img_suffix\) and also 1 '
+                       r'"\*.png" \(e.g. training_00002.png\), which mmseg would leave out'):
+        check_datasets(loaded(SEG, root))
+
+
+def test_a_palette_shorter_than_the_classes_is_named(tmp_path):
+    cfg = loaded(DET, own_instances(str(tmp_path), num_train=3, num_val=2))
+    cfg.train_dataloader.dataset.metainfo.palette = [(0, 0, 0)]
+    with pytest.raises(DatasetError, match=r'train_dataloader.dataset.metainfo has 1 palette '
+                       r'colours for 3 classes'):
+        check_datasets(cfg)
+
+
+@pytest.mark.parametrize('config', [DET, SEG])
+def test_own_classes_get_colours_told_apart(config):
+    """Every own-data config gives each of its classes a colour of its own, far from the others
+    (no two greens), and the list behind it has 20 such colours for more classes."""
+    cfg = Config.fromfile(config)
+    metainfo = cfg.test_dataloader.dataset.metainfo
+    assert len(metainfo.palette) == len(metainfo.classes)
+    colours = np.array(cfg.palette, float)
+    assert len(colours) == 20
+    distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+    assert distances[~np.eye(len(colours), dtype=bool)].min() > 60
+    assert [tuple(c) for c in metainfo.palette] == [tuple(c) for c in cfg.palette[:len(
+        metainfo.classes)]]
+
+
+def test_the_hook_writes_its_message_into_the_runs_log(tmp_path):
+    """With mmdet's / mmseg's own tools DatasetCheckHook stops the run: its message goes into the
+    run's log file too, not only into the traceback."""
+    from fastervit_dense.mm.runner import build_runner, load_config
+    root = own_instances(str(tmp_path), num_train=3, num_val=2)
+    cut_short(os.path.join(root, 'train', 'train_00001.jpg'))
+    cfg = load_config(DET, work_dir=str(tmp_path / 'work'))
+    cfg.merge_from_dict(loaded(DET, root).to_dict())
+    runner = build_runner(cfg)
+    with pytest.raises(DatasetError, match='cannot be decoded as an image'):
+        runner.train()
+    log = open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    assert 'dataset check failed: ' in log and 'train_00001.jpg cannot be decoded' in log
+
+
+def test_a_large_set_is_decoded_with_a_progress_bar(tmp_path, capsys, monkeypatch):
+    from fastervit_dense.mm import dataset_check
+    root = own_instances(str(tmp_path), num_train=6, num_val=2)
+    monkeypatch.setattr(dataset_check, 'PROGRESS_FROM', 5)
+    check_datasets(loaded(DET, root), ('train_dataloader', ))
+    assert 'checking images' in capsys.readouterr().err
+    check_datasets(loaded(DET, root), ('train_dataloader', ), progress=False)
+    assert 'checking images' not in capsys.readouterr().err
