@@ -150,13 +150,14 @@ def test_exported_models_score_the_configs_metric_as_pytorch_does(
 @pytest.mark.subprocess
 def test_the_export_command_keeps_a_failed_file_aside(detector, mask_rcnn_weights, tiny_data,
                                                       tmp_path):
-    """Random weights on random images (the config's data is not under the working folder):
-    nothing compared, so the file is kept beside OUT under a name that says it failed; a trained
-    checkpoint on the test images passes and the file lands at OUT; ``--verify none`` writes
-    without verifying, and says so."""
+    """A detector that keeps nothing (its score threshold above any softmax score), on random
+    images (the config's data is not under the working folder): nothing compared, so the file is
+    kept beside OUT under a name that says it failed; a trained checkpoint on the test images
+    passes and the file lands at OUT; ``--verify none`` writes without verifying, and says so."""
     out = tmp_path / 'model.onnx'
     failed = tmp_path / 'model.failed-verification.onnx'
-    result = run(EXPORT, DEMO, out, cwd=tmp_path)
+    result = run(EXPORT, DEMO, out, '--cfg-options', 'model.test_cfg.rcnn.score_thr=1.0',
+                 cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr[-2000:]
     assert 'random images: the config\'s test images could not be read' in result.stdout
     assert 'verification failed: nothing compared: 0 detections' in result.stderr

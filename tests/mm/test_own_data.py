@@ -122,9 +122,16 @@ def assert_verified_and_evaluated(output: str, work, framework: str):
     assert "on the first 3 image(s) of the config's test set" in output
     assert f'verified: the exported model agrees with {framework} in 9 comparisons' in output
     lines = output.splitlines()
-    table = lines[max(i for i, line in enumerate(lines) if line.startswith('metric ')):]
+    start = max(i for i, line in enumerate(lines) if line.startswith('metric '))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith('ms per image'))
+    table = lines[start:end + 1]
     assert table[0].split() == ['metric', 'PyTorch', 'onnxruntime', 'openvino'], output[-3000:]
-    assert table[-1].startswith('ms per image')
+    # every metric of the exported file equal to PyTorch's within 0.1 points (COCO's are shares)
+    tolerance = 0.001 if framework == 'mmdet' else 0.1
+    rows = [line.split() for line in table[1:-1]]
+    assert len(rows) >= 3, table
+    for name, reference, *exported in rows:
+        assert all(abs(float(v) - float(reference)) <= tolerance + 1e-9 for v in exported), table
 
 
 @pytest.mark.training
@@ -312,6 +319,17 @@ def test_png_images_are_found_and_the_setting_named(tmp_path):
         cfg[loader].dataset.img_suffix = '.png'
     report = check_datasets(cfg)  # the validation images in subfolders are found too
     assert any('2 images with label maps' in line and 'validation' in line for line in report)
+
+
+def test_a_png_image_cut_short_is_named(tmp_path):
+    root = own_semantic(str(tmp_path), num_train=3, num_val=2)
+    as_png(os.path.join(root, 'images'))
+    broken = os.path.join(root, 'images', 'training', 'training_00000.png')
+    cut_short(broken)
+    cfg = loaded(SEG, root)
+    cfg.train_dataloader.dataset.img_suffix = '.png'
+    with pytest.raises(DatasetError, match=rf'{re.escape(broken)} cannot be decoded as an image'):
+        check_datasets(cfg, ('train_dataloader', ))
 
 
 def test_images_of_another_suffix_than_the_configs_are_named(tmp_path):
