@@ -298,7 +298,9 @@ def _load_image(path: str) -> torch.Tensor:
 def test_set_images(cfg, count: int) -> List[str]:
     """The paths of the first ``count`` images of ``cfg``'s test dataset (the validation set
     when it has none). Raises what building the dataset raises (a missing annotation file, say)."""
+    import contextlib
     import copy
+    import io
 
     from mmengine.registry import DATASETS
     loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
@@ -307,8 +309,9 @@ def test_set_images(cfg, count: int) -> List[str]:
     dataset_cfg = copy.deepcopy(loader['dataset'])
     dataset_cfg['pipeline'] = []
     dataset_cfg['lazy_init'] = True
-    dataset = DATASETS.build(dataset_cfg)
-    dataset.full_init()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it reads the JSON
+        dataset = DATASETS.build(dataset_cfg)
+        dataset.full_init()
     paths = []
     for index in range(min(count, len(dataset))):
         path = dataset.get_data_info(index).get('img_path')
