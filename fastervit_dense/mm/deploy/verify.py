@@ -29,7 +29,7 @@ __all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGRE
            'NMS_TOLERANCE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
            'detection_cutoffs', 'framework_detections', 'framework_seg_logits',
            'match_detections', 'segmentation_agreement', 'run_onnx', 'format_report',
-           'summarize', 'test_set_images', 'verification_images', 'verify_export']
+           'summarize', 'first_test_images', 'verification_images', 'verify_export']
 
 BOX_IOU = 0.98
 SCORE_TOLERANCE = 2e-3
@@ -295,7 +295,7 @@ def _load_image(path: str) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float().contiguous()
 
 
-def test_set_images(cfg, count: int) -> List[str]:
+def first_test_images(cfg, count: int) -> List[str]:
     """The paths of the first ``count`` images of ``cfg``'s test dataset (the validation set
     when it has none). Raises what building the dataset raises (a missing annotation file, say)."""
     import contextlib
@@ -332,7 +332,7 @@ def verification_images(cfg, image_paths=None, count: int = 3):
         return [(p, _load_image(p)) for p in image_paths], \
             f'{len(image_paths)} given image(s)'
     try:
-        paths = test_set_images(cfg, count)
+        paths = first_test_images(cfg, count)
         return [(osp.basename(p), _load_image(p)) for p in paths], \
             f'the first {len(paths)} image(s) of the config\'s test set'
     except Exception as error:  # a dataset that cannot be built: no data on this machine
