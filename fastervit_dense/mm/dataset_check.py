@@ -244,9 +244,10 @@ def _check_segmentation(where: str, dataset, progress: bool) -> str:
     seg_suffix = dataset.get('seg_map_suffix', '.png')
     reduce_zero = bool(dataset.get('reduce_zero_label', False))
     classes = _classes(dataset)
-    names = _listed(images, img_suffix)
+    files = _listed(images, '')
+    names = [name for name in files if name.endswith(img_suffix)]
     others = {}
-    for name in _listed(images, ''):
+    for name in files:
         suffix = osp.splitext(name)[1].lower()
         if suffix in _IMAGE_SUFFIXES and not name.endswith(img_suffix):
             others.setdefault(suffix, []).append(name)
