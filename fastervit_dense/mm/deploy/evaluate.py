@@ -24,8 +24,9 @@ def detections_to_sample(outputs: Dict[str, np.ndarray], sample, mask_thr: float
     """A copy of ``sample`` (a DetDataSample of the test pipeline) whose ``pred_instances`` are the
     exported file's detections, in the original image's pixels (masks: ``mask_probs`` pasted
     there and cut at ``mask_thr``)."""
-    from .ops import paste_masks
     from mmengine.structures import InstanceData
+
+    from .ops import paste_masks
     dets = torch.from_numpy(np.asarray(outputs['dets'], np.float32)).reshape(-1, 5)
     scale_w, scale_h = sample.metainfo.get('scale_factor', (1.0, 1.0))
     instances = InstanceData()
@@ -35,9 +36,12 @@ def detections_to_sample(outputs: Dict[str, np.ndarray], sample, mask_thr: float
     if 'mask_probs' in outputs:
         probs = torch.from_numpy(np.asarray(outputs['mask_probs'], np.float32))
         height, width = sample.metainfo['ori_shape'][:2]
-        pasted = paste_masks(probs[:, None], instances.bboxes, torch.tensor(height),
-                             torch.tensor(width))
-        instances.masks = pasted.reshape(-1, height, width) >= mask_thr
+        masks = torch.zeros(len(probs), height, width, dtype=torch.bool)
+        for start in range(0, len(probs), 16):  # float masks of the whole image, 16 at a time
+            chunk = slice(start, start + 16)
+            masks[chunk] = paste_masks(probs[chunk, None], instances.bboxes[chunk],
+                                       torch.tensor(height), torch.tensor(width)) >= mask_thr
+        instances.masks = masks
     result = sample.clone()
     result.pred_instances = instances
     return result
