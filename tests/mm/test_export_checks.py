@@ -63,11 +63,11 @@ def exported(model, path):
 
 
 def verification(cfg, model, path, runtime='onnxruntime', count=3, sizes=SIZES):
-    images, source = verification_images(cfg, None, count)
+    images, source = verification_images(cfg, None, count, sizes)
     assert source == f"the first {count} image(s) of the config's test set"
-    assert len({tuple(image.shape[-2:]) for _, image in images}) == count  # their own sizes
-    return [report for _, report in verify_export(model, open_runtime(path, runtime, 1), images,
-                                                  sizes)]
+    own = [image for label, image in images if not label.endswith(' at 333x517')]
+    assert len({tuple(image.shape[-2:]) for image in own}) == count  # their own sizes
+    return [report for _, report in verify_export(model, open_runtime(path, runtime, 1), images)]
 
 
 @pytest.mark.parametrize('kind', ['detector', 'segmentor'])

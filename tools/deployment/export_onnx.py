@@ -23,8 +23,9 @@ at a cut-off (score threshold, per-image limit, NMS threshold) is a tie, reporte
 disagreement. A segmentor's argmax must agree on >= 99.5% of the pixels that are not ties and its
 logits within 0.1% of their scale. Fewer than 5 detections compared in all is "nothing compared"
 and fails too. A file that fails is kept beside OUT as ``*.failed-verification.onnx`` (never at OUT)
-and the command exits with status 1; ``--verify none`` skips the check. Random images are used
-only when the config's test images cannot be read, and the command says so.
+and the command exits with status 1; ``--verify none`` skips the check. Only when the config's
+test images cannot be read does a random image at each ``--verify`` size stand in, and the command
+says so.
 
 ``--what backbone`` writes the backbone alone (dynamic batch, height and width; outputs ``out0``...)
 and compares it with PyTorch. FastViT is exported fused; ``--checkpoint`` takes a training
@@ -52,11 +53,11 @@ def verify(model, cfg, path, sizes, args) -> bool:
     from fastervit_dense.mm.deploy.runtimes import open_runtime
     from fastervit_dense.mm.deploy.verify import (format_report, summarize, verification_images,
                                                   verify_export)
-    images, source = verification_images(cfg, args.image, args.verify_images)
+    images, source = verification_images(cfg, args.image, args.verify_images, sizes)
     framework = 'mmseg' if hasattr(model, 'decode_head') else 'mmdet'
     print(f'{args.runtime} vs {framework} on {source}:')
     reports = []
-    for name, report in verify_export(model, open_runtime(path, args.runtime), images, sizes):
+    for name, report in verify_export(model, open_runtime(path, args.runtime), images):
         print(format_report(name, report), flush=True)
         reports.append(report)
     problem = summarize(reports)

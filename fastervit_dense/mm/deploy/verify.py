@@ -322,51 +322,57 @@ def first_test_images(cfg, count: int) -> List[str]:
     return paths
 
 
-def verification_images(cfg, image_paths=None, count: int = 3):
-    """The images to verify on: ``image_paths`` when given, else the first ``count`` of the
-    config's test set. Returns ``(images, note)``: ``images`` a list of (name, (1, 3, H, W) float
-    BGR tensor); ``note`` says where they came from, and, where the config's test images are not
-    there, that random images stand in (a trained detector finds nothing on those)."""
+def _resized(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    import mmcv
+    array = mmcv.imresize(image[0].permute(1, 2, 0).numpy(), (width, height))
+    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
+
+
+def verification_images(cfg, image_paths=None, count: int = 3, sizes=()):
+    """What to verify on: ``image_paths`` when given, else the first ``count`` images of the
+    config's test set, each at its own size and resized to each of ``sizes`` (H, W). Where the
+    config's test images cannot be read, one random image at each of ``sizes`` stands in (a
+    trained detector finds nothing on those). Returns ``(images, note)``: ``images`` a list of
+    (label, (1, 3, H, W) float BGR tensor), ``note`` where they came from."""
     import os.path as osp
     if image_paths:
-        return [(p, _load_image(p)) for p in image_paths], \
+        loaded, note = [(p, _load_image(p)) for p in image_paths], \
             f'{len(image_paths)} given image(s)'
-    try:
-        paths = first_test_images(cfg, count)
-        return [(osp.basename(p), _load_image(p)) for p in paths], \
-            f'the first {len(paths)} image(s) of the config\'s test set'
-    except Exception as error:  # a dataset that cannot be built: no data on this machine
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        images = [(f'random {h}x{w}', random_image(h, w, seed=i))
-                  for i, (h, w) in enumerate([(320, 480), (333, 517)][:max(1, min(count, 2))])]
-        return images, (f'random images: the config\'s test images could not be read ({reason}); '
-                        'a trained detector finds nothing on random images, give your own with '
-                        '--image')
+    else:
+        try:
+            paths = first_test_images(cfg, count)
+        except Exception as error:  # a dataset that cannot be built: no data on this machine
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            images = [(f'random image at {h}x{w}', random_image(h, w))
+                      for h, w in (sizes or [(320, 480)])]
+            return images, (f'random images: the config\'s test images could not be read '
+                            f'({reason}); a trained detector finds nothing on random images, give '
+                            'your own with --image')
+        loaded = [(osp.basename(p), _load_image(p)) for p in paths]
+        note = f'the first {len(paths)} image(s) of the config\'s test set'
+    images = []
+    for name, image in loaded:
+        images.append((f'{name} at {image.shape[-2]}x{image.shape[-1]}', image))
+        images += [(f'{name} at {h}x{w}', _resized(image, h, w)) for h, w in sizes]
+    return images, note
 
 
-def verify_export(model, runtime, images, sizes=()):
+def verify_export(model, runtime, images):
     """Compares ``runtime`` (an opened exported file, see
     :func:`~fastervit_dense.mm.deploy.runtimes.open_runtime`) with ``model``'s own inference on
-    each image at its own size and resized to each of ``sizes`` (H, W). Yields ``(name, report)``
-    for each comparison as it is made; pass the reports to :func:`summarize`."""
-    import mmcv
+    each of ``images`` ((label, image) pairs, see :func:`verification_images`). Yields
+    ``(label, report)`` for each comparison as it is made; pass the reports to
+    :func:`summarize`."""
     cutoffs = None if hasattr(model, 'decode_head') else detection_cutoffs(model)
-    for name, image in images:
-        variants = [(f'{name} at {image.shape[-2]}x{image.shape[-1]}', image)]
-        for height, width in sizes:
-            array = image[0].permute(1, 2, 0).numpy()
-            resized = mmcv.imresize(array, (width, height))
-            variants.append((f'{name} at {height}x{width}',
-                             torch.from_numpy(resized).permute(2, 0, 1)[None].contiguous()))
-        for label, variant in variants:
-            outputs = runtime(variant)
-            if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == 'f'):
-                yield label, dict(agree=False, nonfinite=True, matched=0)
-                continue
-            if cutoffs is None:
-                report = segmentation_agreement(outputs['seg_logits'],
-                                                framework_seg_logits(model, variant))
-            else:
-                report = match_detections(outputs, framework_detections(model, variant),
-                                          cutoffs=cutoffs)
-            yield label, report
+    for label, image in images:
+        outputs = runtime(image)
+        if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == 'f'):
+            yield label, dict(agree=False, nonfinite=True, matched=0)
+            continue
+        if cutoffs is None:
+            report = segmentation_agreement(outputs['seg_logits'],
+                                            framework_seg_logits(model, image))
+        else:
+            report = match_detections(outputs, framework_detections(model, image),
+                                      cutoffs=cutoffs)
+        yield label, report
