@@ -27,8 +27,6 @@ def _missing(package: str) -> ImportError:
 class OnnxRuntime:
     """onnxruntime's CPU provider, ``threads`` intra-op threads (default: its own choice)."""
 
-    name = 'onnxruntime'
-
     def __init__(self, path=None, threads: Optional[int] = None, session=None):
         if session is None:
             try:
@@ -51,8 +49,6 @@ class OnnxRuntime:
 
 class OpenVINORuntime:
     """OpenVINO on the CPU, reading the ONNX file as it is (dynamic height and width kept)."""
-
-    name = 'openvino'
 
     def __init__(self, path, threads: Optional[int] = None):
         try:
