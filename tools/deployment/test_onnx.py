@@ -7,7 +7,9 @@ trained model, in one table with the latency per image of each.
         [--runtime onnxruntime [openvino]] [--threads N] [--max-images N] [--out RESULT.json]
         [--cfg-options k=v ...]
 
-Each image reaches the file as the test pipeline gives it (resized, BGR, 0-255); the outputs are
+Each image reaches the file as the test pipeline gives it (resized, BGR, 0-255), one at a time, and
+so does mmdet's / mmseg's model (in a batch their preprocessors pad images to the batch's largest,
+which changes a detector's results a little: see fastervit_dense/mm/deploy/evaluate.py); the outputs are
 brought back to the original image as the framework does (boxes by the scale factor, masks and
 logits resized). Latency is the runtime's (or the model's) time alone, without data loading, with
 ``--threads`` threads for every one of them (default: PyTorch's current number).

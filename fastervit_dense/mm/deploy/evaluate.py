@@ -3,7 +3,11 @@ the config's own evaluator (COCO box and mask mAP, mmseg's IoU metric) on what i
 mmdet's / mmseg's own inference of the trained model when it is given.
 
 Each image reaches every runtime as the test pipeline gives it (resized, BGR, 0-255, unpadded: the
-file pads and normalises in its graph). The file's outputs are then brought back to the original
+file pads and normalises in its graph), one image at a time, and so does the framework's model:
+in a batch of several, mmdet's and mmseg's data preprocessors pad every image to the batch's
+largest, and a detector's features near the padded border, hence its detections, change with
+what the image was batched with (the demo's detector: box mAP 0.542 in batches of 2, 0.546 one by
+one). The file's outputs are then brought back to the original
 image as the framework does with ``rescale=True``: boxes divided by the pipeline's scale factor,
 masks pasted from ``mask_probs`` into the original image with those boxes (mmdet's pasting and
 threshold), segmentation logits resized (bilinear, the decode head's ``align_corners``) before the
@@ -75,6 +79,7 @@ def evaluate_exported(cfg, runtimes: Dict[str, Callable], model=None,
     from tqdm import tqdm
 
     loader_cfg = copy.deepcopy(cfg.test_dataloader)
+    loader_cfg.batch_size = 1  # as the exported file sees them (see the module's description)
     if max_images is not None:
         loader_cfg.dataset.indices = max_images
     loader = Runner.build_dataloader(loader_cfg)
