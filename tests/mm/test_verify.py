@@ -4,8 +4,9 @@ detection on one side only elsewhere a disagreement, nothing compared never a pa
 import numpy as np
 import pytest
 
-from fastervit_dense.mm.deploy.verify import (MIN_COMPARED, SCORE_TOLERANCE, Cutoffs,
-                                              detection_cutoffs, format_report, match_detections,
+from fastervit_dense.mm.deploy.verify import (MIN_COMPARED, PROPOSAL_TIE, SCORE_TOLERANCE,
+                                              Cutoffs, detection_cutoffs, format_report,
+                                              match_detections, match_proposals,
                                               segmentation_agreement, summarize)
 
 
@@ -92,6 +93,35 @@ def test_a_box_at_the_nms_threshold_is_a_tie():
     # far from the threshold (IoU 0.25) it is a real difference
     ours = detections(kept, (18, 0, 48, 30, 0.8), *apart(4, score=0.7)[1:])
     assert not match_detections(ours, theirs, cutoffs=cutoffs)['agree']
+
+
+def proposals(*rows):
+    rows = np.array(rows, np.float32).reshape(-1, 5)
+    return rows[:, :4], rows[:, 4]
+
+
+def test_rpn_proposals_of_equal_score_and_what_they_suppress_are_ties():
+    """The RPN's NMS (IoU 0.7) keeps a different one of two overlapping anchors of equal score
+    (saturated sigmoids) on each side; what that anchor suppresses differs in turn."""
+    common = [(200, 200, 230, 230, 0.6), (300, 300, 340, 340, 0.5)]
+    # a and b: IoU 0.875, scores equal within PROPOSAL_TIE; c overlaps a by 0.74, b by 0.63
+    a, b, c = (0, 0, 40, 40, 0.9999995), (0, 0, 35, 40, 0.9999998), (6, 0, 46, 40, 0.99)
+    ours, theirs = proposals(a, *common), proposals(b, c, *common)
+    report = match_proposals(*ours, *theirs, nms_iou=0.7, max_per_img=100)
+    assert report == dict(proposal_ties=3, proposal_disagreements=0)
+    # scores apart beyond the tie: the one kept by the higher score is a real difference
+    a = (0, 0, 40, 40, 0.9999998 - 10 * PROPOSAL_TIE)
+    report = match_proposals(*proposals(a, *common), *theirs, nms_iou=0.7, max_per_img=100)
+    assert report['proposal_disagreements'] == 3
+    # a proposal on one side only that overlaps nothing disagrees; at the end of a full list it
+    # is a tie
+    extra = (500, 500, 530, 530, 0.4)
+    report = match_proposals(*proposals(*common, extra), *proposals(*common), nms_iou=0.7,
+                             max_per_img=100)
+    assert report == dict(proposal_ties=0, proposal_disagreements=1)
+    report = match_proposals(*proposals(*common, extra), *proposals(*common), nms_iou=0.7,
+                             max_per_img=2)
+    assert report == dict(proposal_ties=1, proposal_disagreements=0)
 
 
 def test_scores_beyond_the_tolerance_disagree_even_near_a_cut_off():

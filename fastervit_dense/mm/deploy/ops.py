@@ -2,7 +2,12 @@
 operators with every size taken from the traced input: box decoding, NMS (ONNX
 ``NonMaxSuppression``), multi-level RoIAlign (ONNX ``RoiAlign``), mask pasting, top-k with a traced
 k. The export wrappers (:mod:`.two_stage`, and any new one) build on these; mmdet's training and
-inference never run them."""
+inference never run them.
+
+Equal scores: ONNX ``TopK`` and ``NonMaxSuppression`` (onnxruntime and OpenVINO alike) put the
+lower index first, and run eagerly these ops do the same (torch's CPU sort, under mmcv's and
+torchvision's nms, leaves the order of equal scores unspecified).
+"""
 import math
 from typing import Sequence, Tuple
 
@@ -19,12 +24,19 @@ def traced_size(tensor: Tensor, dim: int) -> Tensor:
     return size if isinstance(size, Tensor) else torch.tensor(size)
 
 
+def _descending(scores: Tensor) -> Tensor:
+    """Indices of the 1-D ``scores`` by descending score, equal scores by ascending index."""
+    return torch.sort(scores, descending=True, stable=True)[1]
+
+
 def top_k(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
-    """``scores.topk(min(k, len(scores)))`` with the minimum taken in the graph."""
+    """``scores.topk(min(k, len(scores)))`` with the minimum taken in the graph; equal scores by
+    ascending index, as ONNX ``TopK``."""
     if torch.jit.is_tracing():
         count = torch.minimum(traced_size(scores, 0), torch.tensor(k)).reshape(1)
         return torch.topk(scores, count, sorted=True)
-    return torch.topk(scores, min(k, scores.shape[0]), sorted=True)
+    index = _descending(scores)[:k]
+    return scores[index], index
 
 
 def delta2bbox(coder, rois: Tensor, deltas: Tensor, max_xy: Tensor) -> Tensor:
@@ -54,8 +66,8 @@ def delta2bbox(coder, rois: Tensor, deltas: Tensor, max_xy: Tensor) -> Tensor:
 class NonMaxSuppression(torch.autograd.Function):
     """ONNX ``NonMaxSuppression`` in its own layout: ``boxes`` (B, N, 4), ``scores`` (B, C, N);
     each (batch, class) pair is suppressed on its own (IoU > ``iou_threshold``, as mmcv's and
-    torchvision's nms) among the boxes scoring above ``score_threshold``. Returns the kept
-    (batch, class, box) indices (K, 3). Per-class NMS keeps the work of each call small where
+    torchvision's nms) among the boxes scoring above ``score_threshold``, equal scores by
+    ascending index. Returns the kept (batch, class, box) indices (K, 3). Per-class NMS keeps the work of each call small where
     mmcv's single-call offset trick over all classes would hand onnxruntime one quadratic
     problem."""
 
@@ -66,8 +78,9 @@ class NonMaxSuppression(torch.autograd.Function):
         for b in range(scores.shape[0]):
             for c in range(scores.shape[1]):
                 candidates = (scores[b, c] > score_threshold).nonzero().reshape(-1)
-                keep = candidates[nms(boxes[b, candidates], scores[b, c, candidates],
-                                      iou_threshold)]
+                order = candidates[_descending(scores[b, c, candidates])]
+                rank = torch.arange(len(order), 0, -1, dtype=boxes.dtype, device=boxes.device)
+                keep = order[nms(boxes[b, order], rank, iou_threshold)]
                 kept.append(torch.stack([torch.full_like(keep, b), torch.full_like(keep, c),
                                          keep], 1))
         return torch.cat(kept)

@@ -5,7 +5,8 @@ the RoI heads' ``forward``) and rewrites, in standard ONNX operators with every 
 traced input, what mmdet does around them at test time:
 
 * RPN post-processing (``RPNHead._predict_by_feat_single`` / ``_bbox_post_process``): per-level
-  sigmoid scores, the top ``nms_pre`` per level (``TopK`` with k from the level's size), anchors of
+  scores (ranked by their logits, see ``_proposals``), the top ``nms_pre`` per level (``TopK``
+  with k from the level's size), anchors of
   ``AnchorGenerator.single_level_grid_priors`` built from ``arange`` over the traced feature size,
   ``delta2bbox`` decoding clipped to the image, the ``min_bbox_size`` filter and mmcv's
   ``batched_nms`` over the levels (ONNX ``NonMaxSuppression``, one class per level),
@@ -36,6 +37,8 @@ from .ops import (as_rois, batched_nms, check_roi_extractor, delta2bbox, nms_iou
 from .preprocess import InGraphPreprocessor
 
 __all__ = ['TwoStageExport']
+
+_UNRANKED = 1e30  # below any logit
 
 
 class TwoStageExport(nn.Module):
@@ -96,36 +99,53 @@ class TwoStageExport(nn.Module):
         shifts = torch.stack([xx, yy, xx, yy], dim=-1)
         return (base[None, :, :] + shifts[:, None, :]).reshape(-1, 4)
 
-    def _proposals(self, feats: Tuple[Tensor], max_xy: Tensor) -> Tensor:
-        """``RPNHead.predict`` for one image: proposals (n, 4)."""
+    def _proposals(self, feats: Tuple[Tensor], max_xy: Tensor) -> Tuple[Tensor, Tensor]:
+        """``RPNHead.predict`` for one image: proposals (n, 4) and the logits that ranked them.
+
+        The top-k and NMS rank the anchors by logit, which orders them as the sigmoid does but
+        without its saturation: a trained RPN scores the anchors of a large object 0.9999971,
+        0.9999970, ... apart by less than the runtimes' sigmoids round (about 1e-6), so ranked by
+        score the proposals kept would be the rounding's choice."""
         head, cfg = self.detector.rpn_head, self.rpn_cfg
         cls_scores, bbox_preds = head(feats)
         nms_pre = cfg.get('nms_pre', -1)
-        boxes, scores, level_ids = [], [], []
+        boxes, ranks, level_ids = [], [], []
         for level, (cls_score, bbox_pred) in enumerate(zip(cls_scores, bbox_preds)):
             feat_h, feat_w = traced_size(cls_score, 2), traced_size(cls_score, 3)
             deltas = bbox_pred[0].permute(1, 2, 0).reshape(-1, 4)
             logits = cls_score[0].permute(1, 2, 0).reshape(-1, head.cls_out_channels)
-            score = logits.sigmoid() if head.use_sigmoid_cls else logits.softmax(-1)[:, :-1]
-            score = score.reshape(-1)
+            # sigmoid: the logit; softmax over (object, background): the logits' difference
+            rank = logits if head.use_sigmoid_cls else logits[:, :1] - logits[:, 1:]
+            rank = rank.reshape(-1)
             anchors = self._anchors(level, feat_h, feat_w, deltas)
             if nms_pre > 0:
-                score, keep = top_k(score, nms_pre)
+                rank, keep = top_k(rank, nms_pre)
                 deltas, anchors = deltas[keep], anchors[keep]
             boxes.append(delta2bbox(head.bbox_coder, anchors, deltas, max_xy))
-            scores.append(score)
-            level_ids.append(torch.zeros_like(score, dtype=torch.long) + level)
-        boxes, scores, level_ids = torch.cat(boxes), torch.cat(scores), torch.cat(level_ids)
+            ranks.append(rank)
+            level_ids.append(torch.zeros_like(rank, dtype=torch.long) + level)
+        boxes, ranks, level_ids = torch.cat(boxes), torch.cat(ranks), torch.cat(level_ids)
         if cfg.get('min_bbox_size', -1) >= 0:
             w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
             valid = ((w > cfg.min_bbox_size) & (h > cfg.min_bbox_size)).nonzero().reshape(-1)
-            boxes, scores, level_ids = boxes[valid], scores[valid], level_ids[valid]
-        # one NMS class per level (mmdet passes the level ids to batched_nms); RPN scores are >= 0
-        levels = torch.arange(len(cls_scores), device=scores.device)
-        per_level = torch.where(level_ids[None, :] == levels[:, None], scores[None, :],
-                                torch.full_like(scores, -1.0)[None, :])
-        _, _, keep, _ = batched_nms(boxes[None], per_level[None], self.rpn_iou, -0.5, cfg.max_per_img)
-        return boxes[keep]
+            boxes, ranks, level_ids = boxes[valid], ranks[valid], level_ids[valid]
+        # one NMS class per level (mmdet passes the level ids to batched_nms); the other levels'
+        # anchors rank below the score threshold
+        levels = torch.arange(len(cls_scores), device=ranks.device)
+        per_level = torch.where(level_ids[None, :] == levels[:, None], ranks[None, :],
+                                torch.full_like(ranks, -_UNRANKED)[None, :])
+        _, _, keep, _ = batched_nms(boxes[None], per_level[None], self.rpn_iou, -_UNRANKED / 2,
+                                    cfg.max_per_img)
+        return boxes[keep], ranks[keep]
+
+    @torch.no_grad()
+    def proposals(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        """The RPN's proposals for ``image`` (1, 3, H, W), run eagerly: boxes (n, 4) and their
+        scores as mmdet computes them (the sigmoid, or softmax, of the logits)."""
+        height, width = traced_size(image, 2), traced_size(image, 3)
+        max_xy = torch.stack([width, height, width, height]).to(torch.float32)
+        boxes, ranks = self._proposals(self.detector.extract_feat(self.preprocess(image)), max_xy)
+        return boxes, ranks.sigmoid()  # softmax of two logits = sigmoid of their difference
 
     # -- box head ---------------------------------------------------------------------------------
     def _bbox_forward(self, stage: int, feats, boxes: Tensor) -> Tuple[Tensor, Tensor]:
@@ -194,7 +214,7 @@ class TwoStageExport(nn.Module):
         height, width = traced_size(image, 2), traced_size(image, 3)
         max_xy = torch.stack([width, height, width, height]).to(torch.float32)
         feats = self.detector.extract_feat(x)
-        proposals = self._proposals(feats, max_xy)
+        proposals, _ = self._proposals(feats, max_xy)
         boxes, scores, labels = self._detections(feats, proposals, max_xy)
         dets = torch.cat([boxes, scores[:, None]], dim=1)[None]
         if not self.with_mask:

@@ -11,6 +11,16 @@ The reference is the framework's ``test_step`` on the image as given (``img_shap
   side that is full (the per-image limit), or when its overlap with a kept box of its class is
   within :data:`NMS_TOLERANCE` of the NMS threshold. Ties are counted and reported apart; any
   other detection on one side only is a disagreement.
+* **Two-stage detectors** are compared stage by stage, so that a tie among the RPN's proposals
+  cannot decide the detections: the exported detections are compared with mmdet's RoI head run
+  on the proposals that the exported graph computes (:meth:`TwoStageExport.proposals`, run
+  eagerly), and those proposals with mmdet's own RPN. A proposal on one side only is a tie when
+  it sits at an RPN cut-off: a kept proposal of the other side overlaps it beyond the NMS
+  threshold and scores within :data:`PROPOSAL_TIE` of it (mmdet ranks by float32 sigmoid scores,
+  which saturate near 1, the file by logits), its overlap with a kept proposal is within
+  :data:`NMS_TOLERANCE` of the threshold, it falls off the end of a full list, or it overlaps
+  beyond the threshold a proposal on one side only for such a reason (what one kept, the other
+  suppressed by another).
 * **Segmentors.** The logits agree within :data:`LOGIT_TOLERANCE` of their scale, and the argmax
   on >= :data:`PIXEL_AGREEMENT` of the pixels; a pixel whose two candidate classes are within
   :data:`LOGIT_TIE` in the reference is a tie and counted apart.
@@ -20,15 +30,15 @@ fewer than :data:`MIN_COMPARED` detections were paired over all images and sizes
 detector on an image without objects, or random weights under a score threshold).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 __all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT',
-           'NMS_TOLERANCE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
-           'detection_cutoffs', 'framework_detections', 'framework_seg_logits',
-           'match_detections', 'segmentation_agreement', 'run_onnx', 'format_report',
+           'NMS_TOLERANCE', 'PROPOSAL_TIE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
+           'detection_cutoffs', 'framework_detections', 'framework_proposals',
+           'framework_seg_logits', 'match_detections', 'match_proposals', 'segmentation_agreement', 'run_onnx', 'format_report',
            'summarize', 'first_test_images', 'verification_images', 'verify_export']
 
 BOX_IOU = 0.98
@@ -37,6 +47,8 @@ MASK_IOU = 0.9
 PIXEL_AGREEMENT = 0.995
 #: a one-sided detection whose IoU with a kept box of its class is this close to the NMS threshold
 NMS_TOLERANCE = 0.01
+#: RPN scores this close are interchangeable: near 1 the float32 sigmoid moves in steps of 6e-8
+PROPOSAL_TIE = 1e-6
 #: largest logit difference, as a share of the reference's largest absolute logit
 LOGIT_TOLERANCE = 1e-4
 #: a pixel whose reference logits of the two classes in question are this close is a tie
@@ -89,19 +101,43 @@ def _sample(data_sample_cls, image: torch.Tensor):
                                          pad_shape=(height, width), scale_factor=(1.0, 1.0)))
 
 
-@torch.no_grad()
-def framework_detections(detector, image: torch.Tensor) -> Dict[str, np.ndarray]:
-    """mmdet's inference on ``image`` (float (1, 3, H, W) or (3, H, W), BGR, 0-255): ``dets``
-    (N, 5), ``labels`` (N,) and, for instance segmentation, ``masks`` (N, H, W) bool."""
+def _framework_features(detector, image: torch.Tensor):
     from mmdet.structures import DetDataSample
     image = image.reshape(3, *image.shape[-2:])
-    data = dict(inputs=[image], data_samples=[_sample(DetDataSample, image)])
-    instances = detector.test_step(data)[0].pred_instances
+    data = detector.data_preprocessor(
+        dict(inputs=[image], data_samples=[_sample(DetDataSample, image)]), False)
+    return detector.extract_feat(data['inputs']), data['data_samples']
+
+
+@torch.no_grad()
+def framework_detections(detector, image: torch.Tensor,
+                         proposals: Optional[torch.Tensor] = None) -> Dict[str, np.ndarray]:
+    """mmdet's inference on ``image`` (float (1, 3, H, W) or (3, H, W), BGR, 0-255): ``dets``
+    (N, 5), ``labels`` (N,) and, for instance segmentation, ``masks`` (N, H, W) bool. With
+    ``proposals`` (n, 4), a two-stage detector's RoI head runs on them instead of its RPN's."""
+    from mmdet.structures import DetDataSample
+    if proposals is None:
+        image = image.reshape(3, *image.shape[-2:])
+        data = dict(inputs=[image], data_samples=[_sample(DetDataSample, image)])
+        instances = detector.test_step(data)[0].pred_instances
+    else:
+        from mmengine.structures import InstanceData
+        feats, samples = _framework_features(detector, image)
+        rpn = [InstanceData(bboxes=torch.as_tensor(proposals, dtype=torch.float32))]
+        instances = detector.roi_head.predict(feats, rpn, samples, rescale=True)[0]
     result = dict(dets=torch.cat([instances.bboxes, instances.scores[:, None]], 1).numpy(),
                   labels=instances.labels.numpy())
     if 'masks' in instances:
         result['masks'] = instances.masks.numpy().astype(bool)
     return result
+
+
+@torch.no_grad()
+def framework_proposals(detector, image: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+    """mmdet's RPN proposals for ``image``: boxes (n, 4) and scores (n,)."""
+    feats, samples = _framework_features(detector, image)
+    result = detector.rpn_head.predict(feats, samples, rescale=False)[0]
+    return result.bboxes.numpy(), result.scores.numpy()
 
 
 @torch.no_grad()
@@ -222,6 +258,49 @@ def match_detections(exported: Dict[str, np.ndarray], reference: Dict[str, np.nd
     return report
 
 
+def match_proposals(boxes: np.ndarray, scores: np.ndarray, ref_boxes: np.ndarray,
+                    ref_scores: np.ndarray, nms_iou: float, max_per_img: int) -> dict:
+    """Pairs two lists of RPN proposals (boxes and scores) one to one (box IoU >= 0.99, scores
+    within :data:`PROPOSAL_TIE`) and sorts the rest into ties and disagreements (see the module's
+    description). Returns ``proposal_ties`` and ``proposal_disagreements``."""
+    ious = _box_iou(boxes, ref_boxes)
+    close = np.abs(scores[:, None] - ref_scores[None, :]) <= PROPOSAL_TIE
+    taken = np.zeros(len(ref_boxes), bool)
+    paired = np.zeros(len(boxes), bool)
+    for i in np.argsort(-scores, kind='stable'):
+        options = np.flatnonzero((ious[i] >= 0.99) & close[i] & ~taken)
+        if len(options):
+            taken[options[np.argmax(ious[i, options])]] = paired[i] = True
+    sides = ((boxes, scores, ref_boxes, ref_scores, ~paired, ious, close),
+             (ref_boxes, ref_scores, boxes, scores, ~taken, ious.T, close.T))
+    alone = [np.flatnonzero(side[4]) for side in sides]
+    tie = [np.zeros(len(a), bool) for a in alone]
+    for s, (own_boxes, own_scores, other_boxes, other_scores, _, iou, near) in enumerate(sides):
+        for n, k in enumerate(alone[s]):
+            suppressed = iou[k] > nms_iou - NMS_TOLERANCE
+            tie[s][n] = bool(
+                np.any(suppressed & near[k])  # an overlapping proposal of equal score won
+                or np.any(np.abs(iou[k] - nms_iou) <= NMS_TOLERANCE)
+                or (len(other_scores) >= max_per_img
+                    and own_scores[k] <= other_scores.min() + PROPOSAL_TIE))
+    one_sided = [sides[s][0][alone[s]] for s in range(2)]
+    changed = True
+    while changed:  # what a tie-decided proposal suppresses on one side and not on the other
+        changed = False
+        decided = np.concatenate([one_sided[s][tie[s]] for s in range(2)])
+        for s in range(2):
+            if not len(decided):
+                break
+            grow = ~tie[s] & (_box_iou(one_sided[s], decided).max(1, initial=0.0)
+                              > nms_iou - NMS_TOLERANCE)
+            if grow.any():
+                tie[s] |= grow
+                changed = True
+    ties = int(sum(t.sum() for t in tie))
+    return dict(proposal_ties=ties,
+                proposal_disagreements=int(sum(len(t) for t in tie)) - ties)
+
+
 def segmentation_agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
     """Share of the pixels (ties left out) whose argmax class agrees, the pixels that disagree
     at a tie, and the largest logit difference against the reference's scale."""
@@ -263,9 +342,15 @@ def format_report(name: str, report: dict) -> str:
     if report.get('ties'):
         reasons = ', '.join(f'{n} at the {r}' for r, n in sorted(report['tie_reasons'].items()))
         text += f'; on one side only at a cut-off (a tie, not counted): {reasons}'
+    if report.get('proposal_ties'):
+        text += (f'; {report["proposal_ties"]} RPN proposals on one side only at a cut-off '
+                 '(a tie, not counted)')
     if report['disagreements']:
-        text += f'; {report["disagreements"]} disagree  <- DISAGREES'
-    return text
+        text += f'; {report["disagreements"]} disagree'
+    if report.get('proposal_disagreements'):
+        text += (f'; {report["proposal_disagreements"]} RPN proposals of mmdet\'s or the file\'s '
+                 'only')
+    return text + ('' if report['agree'] else '  <- DISAGREES')
 
 
 def summarize(reports: List[dict]) -> Optional[str]:
@@ -360,10 +445,16 @@ def verification_images(cfg, image_paths=None, count: int = 3, sizes=()):
 def verify_export(model, runtime, images):
     """Compares ``runtime`` (an opened exported file, see
     :func:`~fastervit_dense.mm.deploy.runtimes.open_runtime`) with ``model``'s own inference on
-    each of ``images`` ((label, image) pairs, see :func:`verification_images`). Yields
-    ``(label, report)`` for each comparison as it is made; pass the reports to
-    :func:`summarize`."""
+    each of ``images`` ((label, image) pairs, see :func:`verification_images`); a two-stage
+    detector stage by stage (see the module's description). Yields ``(label, report)`` for each
+    comparison as it is made; pass the reports to :func:`summarize`."""
     cutoffs = None if hasattr(model, 'decode_head') else detection_cutoffs(model)
+    graph = None
+    if cutoffs is not None:
+        from . import exportable
+        graph = exportable(model)
+        if not hasattr(graph, 'proposals'):
+            graph = None
     for label, image in images:
         outputs = runtime(image)
         if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype.kind == 'f'):
@@ -372,7 +463,15 @@ def verify_export(model, runtime, images):
         if cutoffs is None:
             report = segmentation_agreement(outputs['seg_logits'],
                                             framework_seg_logits(model, image))
-        else:
+        elif graph is None:
             report = match_detections(outputs, framework_detections(model, image),
                                       cutoffs=cutoffs)
+        else:
+            boxes, scores = (t.numpy() for t in graph.proposals(image))
+            report = match_detections(outputs, framework_detections(model, image, boxes),
+                                      cutoffs=cutoffs)
+            rpn = graph.rpn_cfg
+            report.update(match_proposals(boxes, scores, *framework_proposals(model, image),
+                                          graph.rpn_iou, rpn.max_per_img))
+            report['agree'] = report['agree'] and not report['proposal_disagreements']
         yield label, report
