@@ -1,13 +1,11 @@
-"""File-to-file conversion of published checkpoints into the kit's backbone format, and its command
-line (``tools/model_converters/{fastervit,fastvit}2mm.py``, ``python -m fastervit_dense.converters``).
+"""File-to-file conversion of published checkpoints into the kit's backbone format (the command
+lines are ``tools/model_converters/{fastervit,fastvit}2mm.py`` and ``convert_backbone.py``).
 
 What each backbone knows about foreign layouts lives with it (its ``checkpoint_adapter``); this
 module reads a source (a local file, a URL or an ``hf-hub:`` id), converts it, checks that it fills
 the variant exactly, and writes ``{'state_dict': ..., 'meta': ...}`` of plain tensors atomically.
 """
-import argparse
 import os
-import sys
 from collections import OrderedDict
 from typing import Optional
 
@@ -16,7 +14,10 @@ from .checkpoint import (CheckpointError, compare_with_model, extract_state_dict
 from .hub import DownloadError, sha256_of
 from .models import BACKBONES
 
-__all__ = ['convert_file', 'check_fits', 'converter_main']
+__all__ = ['convert_file', 'check_fits', 'describe_conversion', 'CONVERSION_ERRORS']
+
+#: what a conversion raises for bad input (a command line reports these as one line)
+CONVERSION_ERRORS = (CheckpointError, DownloadError, FileNotFoundError, ValueError)
 
 CONVERTER_VERSION = 1
 
@@ -70,33 +71,9 @@ def convert_file(src, dst, kind: str, arch: Optional[str] = None, use_ema: bool 
     return meta
 
 
-def converter_main(kind: Optional[str] = None, argv=None, description: str = '') -> int:
-    """Command line of the converters; ``kind=None`` adds a ``--kind`` argument."""
-    parser = argparse.ArgumentParser(description=description or __doc__.split('\n')[0])
-    if kind is None:
-        parser.add_argument('--kind', choices=sorted(BACKBONES), required=True)
-    parser.add_argument('src', help='published checkpoint: a local file as downloaded, an http(s) '
-                        'URL or an hf-hub:OWNER/REPO[/FILENAME] id')
-    parser.add_argument('dst', help='output file for the kit (written atomically)')
-    parser.add_argument('--arch', default=None, help='variant; inferred from the weights if omitted')
-    parser.add_argument('--sha256', default=None, help='expected SHA-256 of the source file')
-    if kind in (None, 'fastervit'):
-        parser.add_argument('--ema', action='store_true', help='take the EMA weights')
-    args = parser.parse_args(argv)
-    kind = kind or args.kind
-    try:
-        meta = convert_file(args.src, args.dst, kind, args.arch, getattr(args, 'ema', False),
-                            sha256=args.sha256)
-    except (CheckpointError, DownloadError, FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    inferred = '' if args.arch else ' (inferred)'
-    print(f'arch: {meta["arch"]}{inferred}')
-    print(f'wrote {args.dst}: {meta["kind"]} backbone weights, source sha256 '
-          f'{meta["source_sha256"][:12]}; layers the ImageNet model lacks: '
-          f'{", ".join(meta["missing_in_backbone"]) or "-"}')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(converter_main())
+def describe_conversion(meta: dict, dst, arch_given: bool = True) -> str:
+    """What a converter writes on success: the arch (given or inferred) and the file."""
+    return (f'arch: {meta["arch"]}{"" if arch_given else " (inferred)"}\n'
+            f'wrote {dst}: {meta["kind"]} backbone weights, source sha256 '
+            f'{meta["source_sha256"][:12]}; layers the ImageNet model lacks: '
+            f'{", ".join(meta["missing_in_backbone"]) or "-"}')

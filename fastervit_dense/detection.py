@@ -22,7 +22,7 @@ import torch.nn as nn
 from torchvision.ops.feature_pyramid_network import (ExtraFPNBlock, FeaturePyramidNetwork,
                                                      LastLevelMaxPool)
 
-from .models import BACKBONES
+from .models import backbone_class
 
 __all__ = ['FPNBackbone', 'fpn_backbone']
 
@@ -71,11 +71,8 @@ def fpn_backbone(backbone: Union[str, nn.Module] = 'fastervit-0', out_channels: 
             ``norm_eval``, ``with_cp``, ``drop_path_rate``, ...), with a name.
     """
     if isinstance(backbone, str):
-        kind, _, arch = backbone.partition('-')
-        if kind not in BACKBONES or not arch:
-            raise ValueError(f'backbone name {backbone!r}: expected "fastervit-ARCH" (e.g. '
-                             '"fastervit-2") or "fastvit-ARCH" (e.g. "fastvit-sa12")')
-        backbone = BACKBONES[kind](arch, **backbone_kwargs)
+        cls, arch = backbone_class(backbone)
+        backbone = cls(arch, **backbone_kwargs)
         if pretrained:
             backbone.load_pretrained(None if pretrained is True else pretrained)
     elif backbone_kwargs or pretrained:

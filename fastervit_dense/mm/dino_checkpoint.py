@@ -188,7 +188,6 @@ def convert_dino(state_dict: Dict[str, torch.Tensor],
     return out
 
 
-DEFAULT_CONFIG = 'configs/fastervit/dino-4scale_fastervit-4-21k-224_8xb2-12e_coco.py'
 CONVERTER_VERSION = 1
 
 
@@ -217,7 +216,7 @@ def check_against_config(state_dict, config) -> None:
             + ': is it the config of the same backbone preset and number of levels?')
 
 
-def convert_dino_file(src, dst, config=DEFAULT_CONFIG, sha256: Optional[str] = None) -> dict:
+def convert_dino_file(src, dst, config, sha256: Optional[str] = None) -> dict:
     """Reads a DINO checkpoint (a path, URL or ``hf-hub:`` id) with the kit's safe reader, converts
     it, checks it against ``config``'s detector, and writes ``{'state_dict', 'meta'}`` atomically
     (mmdet's ``load_from`` and ``tools/test.py`` read it). A failure leaves no ``dst``."""
@@ -232,30 +231,3 @@ def convert_dino_file(src, dst, config=DEFAULT_CONFIG, sha256: Optional[str] = N
                 else None, classes='COCO (80)', converter_version=CONVERTER_VERSION)
     save_atomic({'state_dict': state_dict, 'meta': meta}, dst)
     return meta
-
-
-def main(argv=None, default_config: str = DEFAULT_CONFIG) -> int:
-    """Command line of ``tools/model_converters/dino2mm.py`` (which passes the shipped config's
-    absolute path as ``default_config``)."""
-    import argparse
-    import sys
-
-    from ..hub import DownloadError
-    parser = argparse.ArgumentParser(description='Converts a FasterViT DINO detector of the '
-                                     'IDEA-Research layout (NVlabs/FasterViT) into mmdet\'s DINO.')
-    parser.add_argument('src', help='the checkpoint: a local file as downloaded, an http(s) URL or '
-                        'an hf-hub:OWNER/REPO/FILENAME id')
-    parser.add_argument('dst', help='output file (written atomically)')
-    parser.add_argument('--config', default=default_config,
-                        help=f'the mmdet config the weights must fill (default: {DEFAULT_CONFIG})')
-    parser.add_argument('--sha256', default=None, help='expected SHA-256 of the source file')
-    args = parser.parse_args(argv)
-    try:
-        meta = convert_dino_file(args.src, args.dst, args.config, sha256=args.sha256)
-    except (CheckpointError, DownloadError, FileNotFoundError, ValueError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    print(f'wrote {args.dst}: DINO weights for {args.config} (source sha256 '
-          f'{meta["source_sha256"][:12]}); evaluate with mmdet\'s tools/test.py {args.config} '
-          f'{args.dst}, or fine-tune with load_from={args.dst!r}')
-    return 0

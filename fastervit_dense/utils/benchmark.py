@@ -1,10 +1,12 @@
 """Measurement helpers shared by the kit's benchmark tools and the demo: memory readers, size
-parsing, and the machine a figure was measured on."""
+parsing (:mod:`.sizes`), and the machine a figure was measured on."""
 import os
 import platform
 import resource
 
 import torch
+
+from .sizes import parse_size
 
 __all__ = ['process_memory_mib', 'peak_mib', 'parse_size', 'cpu_model', 'instruction_set_caps']
 
@@ -27,16 +29,6 @@ def peak_mib(device: str) -> float:
     if device == 'cuda':
         return torch.cuda.max_memory_allocated() / 2**20
     return process_memory_mib('VmHWM')
-
-
-def parse_size(text):
-    """``'576x960'`` -> ``(576, 960)``; a ValueError naming the expected form otherwise (an
-    argparse ``type=`` turns it into a usage error)."""
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise ValueError(f'bad size {text!r}: expected HxW, e.g. 576x960') from None
-    return height, width
 
 
 def cpu_model() -> str:

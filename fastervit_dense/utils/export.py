@@ -10,15 +10,16 @@
 
 Backbones from the command line (FastViT is exported fused)::
 
-    python -m fastervit_dense.utils.export fastervit-0 out.onnx [--checkpoint SOURCE]
+    python tools/deployment/export_backbone.py fastervit-0 out.onnx [--checkpoint SOURCE]
         [--shape 224 224] [--verify 320x480,97x300]
 """
-import argparse
 import inspect
 from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+
+from .sizes import parse_sizes
 
 __all__ = ['MatrixAdaptiveAvgPool2d', 'make_exportable', 'export_onnx', 'compare_with_onnxruntime',
            'export_and_compare', 'build_backbone', 'parse_sizes']
@@ -116,12 +117,9 @@ def compare_with_onnxruntime(module: nn.Module, path, sizes: Sequence[Tuple[int,
 def build_backbone(name: str, checkpoint=None) -> nn.Module:
     """``'fastervit-<arch>'`` or ``'fastvit-<arch>'`` in eval mode, with raw stage outputs, loaded
     from ``checkpoint`` (a path, URL or hf-hub id) when given; FastViT fused."""
-    from ..models import BACKBONES
-    kind, _, arch = name.partition('-')
-    if kind not in BACKBONES or not arch:
-        raise ValueError(f'unknown backbone {name!r}: use fastervit-<arch> or fastvit-<arch>, e.g. '
-                         'fastervit-0, fastvit-sa12')
-    model = BACKBONES[kind](arch, out_norm_cfg=None)
+    from ..models import backbone_class
+    cls, arch = backbone_class(name)
+    model = cls(arch, out_norm_cfg=None)
     if checkpoint:
         model.load_pretrained(checkpoint)
     if hasattr(model, 'switch_to_deploy'):
@@ -129,41 +127,12 @@ def build_backbone(name: str, checkpoint=None) -> nn.Module:
     return model.eval()
 
 
-def parse_sizes(text: str) -> List[Tuple[int, int]]:
-    """``'320x480,97x300'`` -> ``[(320, 480), (97, 300)]``; ``''`` -> ``[]``."""
-    try:
-        return [tuple(int(v) for v in s.lower().split('x')) for s in text.split(',') if s]
-    except ValueError:
-        raise ValueError(f'sizes {text!r}: give sizes as HxW[,HxW...], e.g. 320x480,333x517') \
-            from None
-
-
-def export_and_compare(module: nn.Module, path, shape: Sequence[int], sizes, what: str):
-    """The command lines' backbone export: writes ``path``, compares it with PyTorch at
-    ``sizes`` and prints one line for each."""
+def export_and_compare(module: nn.Module, path, shape: Sequence[int], sizes, what: str) -> str:
+    """The backbone export of the command lines: writes ``path`` traced at ``shape``, compares it
+    with PyTorch at ``sizes``, and returns the report, one line per size."""
     names = export_onnx(module, path, shape)
-    print(f'exported {what} to {path} (outputs: {", ".join(names)}; dynamic batch, height and '
-          'width)')
+    lines = [f'exported {what} to {path} (outputs: {", ".join(names)}; dynamic batch, height and '
+             'width)']
     for size, error in compare_with_onnxruntime(module, path, sizes).items():
-        print(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description='Export a backbone to ONNX with dynamic sizes')
-    parser.add_argument('backbone', help='fastervit-<arch> or fastvit-<arch>')
-    parser.add_argument('out', help='ONNX file to write')
-    parser.add_argument('--checkpoint', default=None, help='weights: a path, URL or hf-hub id')
-    parser.add_argument('--shape', type=int, nargs=2, default=[224, 224], help='tracing size H W')
-    parser.add_argument('--verify', default='320x480,97x300', help='sizes to check ("" to skip)')
-    args = parser.parse_args(argv)
-    try:
-        sizes = parse_sizes(args.verify)
-    except ValueError as error:
-        raise SystemExit(f'--verify: {error}')
-    model = build_backbone(args.backbone, args.checkpoint)
-    export_and_compare(model, args.out, args.shape, sizes, args.backbone)
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())
+        lines.append(f'  onnxruntime vs PyTorch at {size}: max relative difference {error:.2e}')
+    return '\n'.join(lines)

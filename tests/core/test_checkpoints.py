@@ -260,14 +260,13 @@ def test_published_training_checkpoint_needs_only_namespace(official_fastervit0_
 
 
 @pytest.mark.subprocess
-def test_module_command_line_takes_the_kind(tmp_path):
-    """``python -m fastervit_dense.converters --kind fastvit SRC DST``: the tools' converter,
-    reachable without the repository's tools folder."""
+def test_the_shared_command_line_takes_the_kind(tmp_path):
+    """``convert_backbone.py --kind fastvit SRC DST``: the command that fastervit2mm.py and
+    fastvit2mm.py fix the kind of; the library itself parses no arguments and prints nothing."""
     src = tmp_path / 'fastvit_t8.pth'
     torch.save(timm_fastvit('t8', seed=8).state_dict(), src)
     dst = tmp_path / 'converted.pth'
-    result = subprocess.run([sys.executable, '-m', 'fastervit_dense.converters', '--kind', 'fastvit',
-                             str(src), str(dst)], capture_output=True, text=True, timeout=300)
+    result = run_tool('convert_backbone.py', '--kind', 'fastvit', src, dst)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'arch: t8 (inferred)' in result.stdout
     assert torch.load(dst, weights_only=True)['meta']['arch'] == 't8'

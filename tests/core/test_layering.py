@@ -188,3 +188,29 @@ def test_the_wheel_holds_the_kit_without_test_helpers_and_the_core_needs_only_it
             if top not in CORE_IMPORTS and top not in sys.stdlib_module_names:
                 offending.append(f'{module} imports {imported}')
     assert offending == []
+
+
+def test_the_library_parses_no_arguments_prints_nothing_and_names_no_repository_folder():
+    """Commands live in tools/ (thin scripts over library functions that return text or raise);
+    the package, installed as a wheel, has no configs/ or tools/ beside it to point at."""
+    found = []
+    for name, path in package_modules().items():
+        tree = ast.parse(open(path).read())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef,
+                                           ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                    and node.func.id == 'print':
+                found.append(f'{name}:{node.lineno} print')
+            if isinstance(node, ast.Attribute) and node.attr == 'ArgumentParser':
+                found.append(f'{name}:{node.lineno} ArgumentParser')
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) \
+                    and node.left.id == '__name__':
+                found.append(f'{name}:{node.lineno} __main__')
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and id(node) not in docstrings \
+                    and node.value.startswith(('configs/', 'tools/', 'tests/')):
+                found.append(f'{name}:{node.lineno} {node.value!r}')
+    assert not found, found

@@ -1,4 +1,5 @@
 """ONNX export with dynamic batch, height and width: one file, every size."""
+import os
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from fastervit_dense import FasterViT, FastViT
 from fastervit_dense.utils.export import torchscript_exporter
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZES = [(2, 320, 480), (1, 97, 300), (1, 100, 100)]  # 100x100: stage 3 has a single window
 
 
@@ -48,13 +50,21 @@ def test_matrix_adaptive_pooling_equals_pytorch(size, cells):
 
 
 def test_backbone_export_command_line(tmp_path):
-    """``python -m fastervit_dense.utils.export``: a fused FastViT at sizes other than the traced one."""
-    from fastervit_dense.utils.export import main
+    """``tools/deployment/export_backbone.py``: a fused FastViT at sizes other than the traced one;
+    an unknown name or a malformed size stops it with the accepted form."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'export_backbone', os.path.join(ROOT, 'tools', 'deployment', 'export_backbone.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main = module.main
     out = tmp_path / 'fastvit.onnx'
     assert main(['fastvit-t8', str(out), '--shape', '128', '128', '--verify', '97x300,64x200']) == 0
     assert out.exists()
     with pytest.raises(SystemExit, match='give sizes as HxW'):
         main(['fastvit-t8', str(tmp_path / 'other.onnx'), '--verify', '97by300'])
+    with pytest.raises(SystemExit, match='expected "fastervit-ARCH"'):
+        main(['resnet-50', str(tmp_path / 'other.onnx')])
     assert not (tmp_path / 'other.onnx').exists()
 
 

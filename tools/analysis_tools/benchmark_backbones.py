@@ -32,7 +32,8 @@ import warnings
 
 import torch
 
-from fastervit_dense.utils.benchmark import parse_size, peak_mib
+from fastervit_dense.utils.benchmark import peak_mib
+from fastervit_dense.utils.sizes import parse_sizes
 
 warnings.filterwarnings('ignore')
 
@@ -220,7 +221,7 @@ def main(argv=None):
 
     dtype = getattr(torch, args.dtype)
     names = [n.strip() for n in args.backbones.split(',') if n.strip()]
-    sizes = [parse_size(s) for s in args.sizes.split(',')]
+    sizes = parse_sizes(args.sizes)
     wanted = set(args.peers.split(','))
     probe = MatmulProbe(args.device)
     records = []

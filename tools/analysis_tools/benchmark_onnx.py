@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from fastervit_dense.utils.benchmark import parse_size
+from fastervit_dense.utils.sizes import parse_sizes
 
 warnings.filterwarnings('ignore')
 
@@ -107,7 +107,7 @@ def main(argv=None):
         raise SystemExit('--checkpoint goes with a single config')
     torch.set_num_threads(args.threads)
     try:
-        sizes = [parse_size(s) for s in args.sizes.split(',') if s]
+        sizes = parse_sizes(args.sizes)
     except ValueError as error:
         raise SystemExit(str(error)) from None
     records = []

@@ -40,7 +40,7 @@ from mmengine.config import DictAction
 
 from fastervit_dense.mm.deploy import build_for_export
 from fastervit_dense.mm.runner import load_config, run_tool
-from fastervit_dense.utils.export import parse_sizes
+from fastervit_dense.utils.sizes import parse_sizes
 
 
 def failed_path(out: str) -> str:
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     model = build_for_export(cfg, args.checkpoint)
     if args.what == 'backbone':
         from fastervit_dense.utils.export import export_and_compare
-        export_and_compare(model.backbone.eval(), args.out, args.shape or (224, 224), sizes,
-                           'the backbone')
+        print(export_and_compare(model.backbone.eval(), args.out, args.shape or (224, 224), sizes,
+                                 'the backbone'))
         return 0
     from fastervit_dense.mm.deploy import export_model, exportable
     try:

@@ -170,7 +170,8 @@ def main(argv=None):
     parser.add_argument('--keep', default=None, help='folder to keep the random official '
                         'checkpoint and its conversion in (for further checks)')
     args = parser.parse_args(argv)
-    height, width = (int(v) for v in args.size.lower().split('x'))
+    from fastervit_dense.utils.sizes import parse_size
+    height, width = parse_size(args.size)
     folder = dino_folder(args.official)
     torch.manual_seed(args.seed)
 
