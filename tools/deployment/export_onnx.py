@@ -20,7 +20,9 @@ image: the first ``--verify-images`` images of the config's test set (or the ``-
 each at its own size and resized to each ``--verify`` size. Detections are paired by label, box IoU
 >= 0.98, score within 2e-3 and mask IoU >= 0.9; a detection that one side keeps and the other drops
 at a cut-off (score threshold, per-image limit, NMS threshold) is a tie, reported apart, not a
-disagreement. A segmentor's argmax must agree on >= 99.5% of the pixels that are not ties and its
+disagreement; two-stage detectors are compared stage by stage (the file's detections against
+mmdet's RoI head on the proposals the file's graph computes, those proposals against mmdet's RPN,
+ties at the RPN's cut-offs apart), so that the RPN's near-equal scores cannot decide. A segmentor's argmax must agree on >= 99.5% of the pixels that are not ties and its
 logits within 0.1% of their scale. Fewer than 5 detections compared in all is "nothing compared"
 and fails too. A file that fails is kept beside OUT as ``*.failed-verification.onnx`` (never at OUT)
 and the command exits with status 1; ``--verify none`` skips the check. Only when the config's
