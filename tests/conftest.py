@@ -5,6 +5,29 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+#: files at least this large that a test leaves under its ``tmp_path`` are deleted after it
+LARGE_FILE_BYTES = 16 * 2**20
+
+
+@pytest.fixture(autouse=True)
+def _delete_large_files(request):
+    """After each test, the large files it wrote under its ``tmp_path`` (exported models,
+    checkpoints) are deleted, so a full run's disk stays small on any CI machine; pytest's
+    ``tmp_path_retention_policy = failed`` (setup.cfg) removes the rest of a passing test's folder
+    at the end of the session."""
+    yield
+    folder = getattr(request.node, 'funcargs', {}).get('tmp_path')
+    if folder is None or not os.path.isdir(folder):
+        return
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if not os.path.islink(path) and os.path.getsize(path) >= LARGE_FILE_BYTES:
+                    os.remove(path)
+            except OSError:
+                pass
+
 
 @pytest.fixture(scope='session')
 def official_fastervit0_checkpoint(tmp_path_factory):
