@@ -32,11 +32,10 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 from timm.layers import SelectAdaptivePool2d
-from timm.models import build_model_with_cfg, register_model
-from timm.models import adapt_input_conv
+from timm.models import (adapt_input_conv, build_model_with_cfg, generate_default_cfgs, is_model,
+                         model_entrypoint, register_model, resolve_pretrained_cfg)
+# the one helper timm exports under no public name; timm's own models import it from here
 from timm.models._features import feature_take_indices
-from timm.models._builder import resolve_pretrained_cfg
-from timm.models._registry import generate_default_cfgs, is_model, model_entrypoint
 
 from ..checkpoint import CheckpointError, compare_with_model, extract_state_dict, read_source
 from ..hub import resolve_checkpoint
