@@ -1,19 +1,18 @@
 """Turning the checkpoint a user names into a local file: a local path, a URL or a Hugging Face Hub id.
 
 ``/path/to/file.pth`` is used as it is. ``http(s)://.../NAME`` is downloaded once into
-``torch.hub.get_dir()/checkpoints/NAME``, where torch.hub and mmengine keep theirs (a file there,
-put by hand or by them, is used without network access). ``hf-hub:OWNER/REPO[@REVISION][/FILENAME]``
-is that file of the repository (by default ``model.safetensors``, else ``pytorch_model.bin``) in
-huggingface_hub's cache. An optional ``sha256`` is checked for every kind of source: a download that
-differs is not kept; a local or cached file that differs is reported and left in place.
+``torch.hub.get_dir()/checkpoints/NAME``, where torch.hub and mmengine keep theirs (a file there is
+used without network access). ``hf-hub:OWNER/REPO[@REVISION][/FILENAME]`` is that file of the
+repository (by default ``model.safetensors``, else ``pytorch_model.bin``) in huggingface_hub's
+cache. An optional ``sha256`` is checked whatever the source: a download that differs is not kept,
+a local or cached file that differs is reported and left in place.
 
-``FASTERVIT_DENSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbids downloads. Downloads are atomic (a
-``.part`` file replaces the target only when complete, of the announced length, and verified) and
-happen once per machine: processes serialise on a ``filelock`` beside the target, and in a
-``torch.distributed`` job the processes with ``LOCAL_RANK`` 0 resolve remote sources first, the
-others after a barrier (every rank must resolve the same remote source). Failures raise
-:class:`DownloadError` (a missing local file: :exc:`FileNotFoundError`) naming what went wrong and
-the fix. Loading this module imports only the standard library and torch.
+``FASTERVIT_DENSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbids downloads. A download is atomic (a
+``.part`` file replaces the target only when complete and verified) and happens once per machine:
+processes serialise on a ``filelock`` beside the target, and in a ``torch.distributed`` job the
+processes with ``LOCAL_RANK`` 0 resolve remote sources first, the others after a barrier. Failures
+raise :class:`DownloadError` (a missing local file: :exc:`FileNotFoundError`) naming what went
+wrong and the fix. Loading this module imports only the standard library and torch.
 """
 import contextlib
 import hashlib
@@ -65,19 +64,11 @@ class _HubId(NamedTuple):
 
 def resolve_checkpoint(source: Union[str, 'os.PathLike[str]'], sha256: Optional[str] = None,
                        progress: bool = True) -> str:
-    """The local path of the checkpoint ``source`` names, downloading it first if needed.
-
-    Args:
-        source: a local path, an ``http(s)://`` URL, ``hf-hub:OWNER/REPO`` or
-            ``hf-hub:OWNER/REPO/FILENAME`` (see the module docstring).
-        sha256: the file's expected SHA-256 (64 hex digits), checked whatever the source.
-        progress: show a progress bar on stderr while downloading.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist.
-        DownloadError: anything else that fails (:class:`InvalidSourceError` for a malformed
-            source or digest).
-    """
+    """The local path of the checkpoint ``source`` names (a path, an ``http(s)://`` URL or an
+    ``hf-hub:`` id, see the module's description), downloading it first if needed; ``sha256``: the
+    file's expected digest (64 hex digits); ``progress``: a progress bar on stderr while
+    downloading. Raises FileNotFoundError for a local path that does not exist, DownloadError
+    (InvalidSourceError for a malformed source or digest) for anything else."""
     expected = _normalize_sha256(sha256)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
@@ -135,8 +126,7 @@ def _normalize_sha256(sha256: Optional[str]) -> Optional[str]:
 
 
 def _verified(path: str, expected: Optional[str], what: str, fix: str) -> str:
-    """``path`` if ``expected`` is None or its digest; otherwise a DownloadError naming both
-    digests, what the file is and the fix. The file is left where it is."""
+    """``path``, if ``expected`` is None or its digest (the file is left where it is either way)."""
     if expected is not None:
         actual = sha256_of(path)  # read once: published files run to gigabytes
         if actual != expected:
@@ -152,11 +142,10 @@ def _offline_variable() -> Optional[str]:
 
 
 def _local_rank_zero_first(resolve: Callable[[], T]) -> T:
-    """Runs ``resolve`` on the processes with ``LOCAL_RANK`` 0 first and on the others after a
-    barrier, when torch.distributed runs more than one process: one process per machine downloads
-    into that machine's cache, the others then read it (mmengine orders by global rank, which
-    leaves the caches of a job's other machines empty). A failure on a first process is raised
-    only after the barrier, so the other ranks never wait forever for it."""
+    """``resolve()`` on the processes with ``LOCAL_RANK`` 0 first, on the others after a barrier,
+    when torch.distributed runs several processes: one process per machine fills that machine's
+    cache (mmengine orders by global rank, which leaves other machines' caches empty). A failure of
+    a first process is raised after the barrier, so the other ranks never wait forever."""
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return resolve()
@@ -171,10 +160,6 @@ def _local_rank_zero_first(resolve: Callable[[], T]) -> T:
     if error is not None:
         raise error
     return result if first else resolve()
-
-
-# ----------------------------------------------------------------------------------------------
-# URLs
 
 
 def _url_cache_path(url: str) -> str:
@@ -294,66 +279,73 @@ def _describe(error: BaseException) -> str:
     return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
-# ----------------------------------------------------------------------------------------------
-# Hugging Face Hub (huggingface_hub >= 0.35, as setup.py declares)
-
-
 def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> str:
+    """``hf_hub_download`` of the file (or of the first default file the repository has), which
+    reads HF_HUB_OFFLINE itself; ``local_files_only`` makes it obey FASTERVIT_DENSE_OFFLINE too.
+    Its errors are passed on with the source, the cache folder and how to work offline."""
     try:
         import huggingface_hub
         from huggingface_hub import errors
     except ImportError:
         raise DownloadError(f'{hub_id} needs the huggingface_hub package: pip install '
                             'huggingface_hub') from None
-    missing_errors = (errors.EntryNotFoundError,
-                      getattr(errors, 'RemoteEntryNotFoundError', errors.EntryNotFoundError))
-    files = (hub_id.filename, ) if hub_id.filename else _HF_DEFAULT_FILES
-    # huggingface_hub reads HF_HUB_OFFLINE itself, at import; local_files_only makes it also obey
-    # FASTERVIT_DENSE_OFFLINE, and HF_HUB_OFFLINE set after its import.
     offline = _offline_variable()
     options = dict(revision=hub_id.revision, local_files_only=offline is not None)
     if not progress and 'tqdm_class' in inspect.signature(
             huggingface_hub.hf_hub_download).parameters:  # huggingface_hub 1.0 and later
         options['tqdm_class'] = _silent_tqdm()
     cache = huggingface_hub.constants.HF_HUB_CACHE
+    files = (hub_id.filename, ) if hub_id.filename else _HF_DEFAULT_FILES
     missing = []
     for filename in files:
         try:
             path = huggingface_hub.hf_hub_download(hub_id.repo_id, filename, **options)
-        except missing_errors as error:  # this file only: try the next one
-            missing.append((filename, error))
+        except (errors.EntryNotFoundError, getattr(errors, 'RemoteEntryNotFoundError',
+                                                   errors.EntryNotFoundError)) as error:
+            missing.append(error)  # this file only (not cached, or not in the repository)
             continue
-        except Exception as error:
-            raise _hf_failure(errors, hub_id, files, error, cache) from None
-        return _verified(path, expected, f'the file {path} resolved from {hub_id}',
-                         'Fix the sha256, or name the intended revision (@REVISION) or file')
-    names = [name for name, _ in missing]
-    if all(isinstance(error, errors.LocalEntryNotFoundError) for _, error in missing):
-        hf_offline = offline is None and (getattr(huggingface_hub.constants, 'is_offline_mode',
-                                                  None) or (lambda: huggingface_hub.constants.
-                                                            HF_HUB_OFFLINE))()
-        reason = (f'{offline}={os.environ[offline]} is set' if offline else
-                  'HF_HUB_OFFLINE is set' if hf_offline else None)
-        why = (f'{reason}, which forbids downloads' if reason else 'the Hub could not be reached '
-               f'({_describe(missing[-1][1]).splitlines()[0]})')
-        repo = f'{_HF_PREFIX}{hub_id.repo_id}' + (f'@{hub_id.revision}' if hub_id.revision else '')
-        what = (f'{names[0]} of {repo} is not' if len(names) == 1 else
-                f'neither {" nor ".join(names)} of {repo} is')
+        except errors.RepositoryNotFoundError:
+            problem = (f'the repository {hub_id.repo_id} does not exist on the Hugging Face Hub, '
+                       'or it is private and you are not logged in (`hf auth login`, or set '
+                       'HF_TOKEN)')
+        except errors.RevisionNotFoundError:
+            problem = f'the repository {hub_id.repo_id} has no revision {hub_id.revision!r}'
+        except ValueError as error:  # huggingface_hub's HFValidationError: a bad repository id
+            raise InvalidSourceError(f'invalid Hugging Face Hub source {hub_id} '
+                                     f'({_describe(error).splitlines()[0]}); accepted sources: '
+                                     f'{_ACCEPTED_FORMS}') from None
+        except Exception as error:  # gated, disabled, HTTP and connection errors: theirs say it
+            problem = f'downloading failed ({_describe(error).splitlines()[0]})'
+        else:
+            return _verified(path, expected, f'the file {path} resolved from {hub_id}',
+                             'Fix the sha256, or name the intended revision (@REVISION) or file')
+        raise DownloadError(f'cannot resolve {hub_id} ({" or ".join(files)}): {problem}. Files '
+                            f'already in the Hugging Face cache {cache} (HF_HOME) are used '
+                            'without network access; HF_HUB_OFFLINE=1 uses only those')
+    repo = f'{_HF_PREFIX}{hub_id.repo_id}' + (f'@{hub_id.revision}' if hub_id.revision else '')
+    if all(isinstance(error, errors.LocalEntryNotFoundError) for error in missing):
+        hf_offline = getattr(huggingface_hub.constants, 'is_offline_mode',
+                             lambda: huggingface_hub.constants.HF_HUB_OFFLINE)()
+        why = (f'{offline}={os.environ[offline]} is set, which forbids downloads' if offline else
+               'HF_HUB_OFFLINE=1 is set, which forbids downloads' if hf_offline else
+               f'the Hub could not be reached ({_describe(missing[-1]).splitlines()[0]})')
+        what = (f'{files[0]} of {repo} is not' if len(files) == 1 else
+                f'neither {" nor ".join(files)} of {repo} is')
         raise DownloadError(f'cannot resolve {hub_id}: {what} in the Hugging Face cache {cache} '
                             f'and {why}. Download it once while online (with HF_HUB_OFFLINE and '
                             'FASTERVIT_DENSE_OFFLINE unset), or set HF_HOME to the folder whose '
                             'hub/ cache holds it')
     where = f'the repository {hub_id.repo_id} (revision {hub_id.revision or "main"})'
     problem = (f'{where} has no file {hub_id.filename}; check the file name' if hub_id.filename
-               else f'{where} has neither {" nor ".join(names)}; name the file to use: '
+               else f'{where} has neither {" nor ".join(files)}; name the file to use: '
                f'{_HF_PREFIX}{hub_id.repo_id}/FILENAME')
     raise DownloadError(f'cannot resolve {hub_id}: {problem} (Hugging Face cache: {cache}; '
                         'HF_HUB_OFFLINE=1 uses only cached files)')
 
 
 def _silent_tqdm():
-    """A tqdm class whose bars are disabled: silences one call's bars without turning off those of
-    other code (huggingface_hub's disable_progress_bars() is global)."""
+    """A tqdm class whose bars are disabled: silences one call's bars, not other code's
+    (huggingface_hub's disable_progress_bars() is global)."""
     from tqdm.auto import tqdm
 
     class SilentTqdm(tqdm):
@@ -361,28 +353,3 @@ def _silent_tqdm():
             super().__init__(*args, **dict(kwargs, disable=True))
 
     return SilentTqdm
-
-
-def _hf_failure(errors, hub_id: _HubId, files, error, cache: str) -> DownloadError:
-    detail = _describe(error).splitlines()[0]
-    if isinstance(error, errors.GatedRepoError):
-        problem = (f'the repository {hub_id.repo_id} is gated: accept its terms on '
-                   f'https://huggingface.co/{hub_id.repo_id} and log in (`hf auth login`, or set '
-                   'HF_TOKEN)')
-    elif isinstance(error, errors.RepositoryNotFoundError):
-        problem = (f'the repository {hub_id.repo_id} does not exist on the Hugging Face Hub, or it '
-                   'is private and you are not logged in (`hf auth login`, or set HF_TOKEN)')
-    elif isinstance(error, errors.DisabledRepoError):
-        problem = f'the repository {hub_id.repo_id} has been disabled on the Hugging Face Hub'
-    elif isinstance(error, errors.RevisionNotFoundError):
-        problem = f'the repository {hub_id.repo_id} has no revision {hub_id.revision!r}'
-    elif isinstance(error, errors.OfflineModeIsEnabled):
-        problem = f'HF_HUB_OFFLINE is set, which forbids downloads ({detail})'
-    elif isinstance(error, ValueError):  # huggingface_hub's HFValidationError: a bad repo id
-        return InvalidSourceError(f'invalid Hugging Face Hub source {hub_id} ({detail}); accepted '
-                                  f'sources: {_ACCEPTED_FORMS}')
-    else:  # HTTP errors, connection errors, a cache folder that cannot be written
-        problem = f'downloading failed ({detail})'
-    return DownloadError(f'cannot resolve {hub_id} ({" or ".join(files)}): {problem}. Files '
-                         f'already in the Hugging Face cache {cache} (HF_HOME) are used without '
-                         'network access; HF_HUB_OFFLINE=1 uses only those')
