@@ -75,10 +75,15 @@ class FasterViTClassifier(FasterViT):
     BatchNorm over the last stage, ``norm``, global pooling, a linear ``head``), so the official
     checkpoints load key for key.
 
+    Two names follow timm's classifier convention, which libraries that take a timm model read:
+    ``num_features`` is the width of the pooled features (an int, the last stage's), where the
+    backbone's lists every stage's width (here in ``feature_info``); and the input channels are
+    ``in_chans``, the backbone's (and OpenMMLab's) ``in_channels``.
+
     Args:
         arch (str | dict): A preset of :data:`~fastervit_dense.FASTERVIT_ARCHS` or a settings dict.
         num_classes (int): Classes of the head; 0 for none (``forward`` returns pooled features).
-        in_chans (int): Input channels.
+        in_chans (int): Input channels (the backbone's ``in_channels``).
         global_pool (str): timm's pooling type (``'avg'``, ``'max'``, ``'avgmax'``, ``'catavgmax'``)
             or ``''`` for none.
         drop_rate (float): Dropout before the head.

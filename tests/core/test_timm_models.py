@@ -155,6 +155,20 @@ def test_one_input_channel_adapts_the_first_convolution(official0):
     assert model(torch.randn(1, 1, 96, 160)).shape == (1, 1000)
 
 
+def test_attribute_names_keep_timms_meaning():
+    """``num_features`` is the pooled width (an int), as timm's classifiers have it, where the
+    backbone lists its stages' widths (the classifier's ``feature_info``); ``in_chans`` is timm's
+    name of the backbone's ``in_channels``."""
+    from fastervit_dense import FasterViT
+    model = timm.create_model('fastervit_dense_0', num_classes=0, in_chans=2).eval()
+    backbone = FasterViT('0', in_channels=2)
+    assert model.num_features == backbone.num_features[-1] == 512
+    assert [info['num_chs'] for info in model.feature_info] == backbone.num_features
+    assert model.in_chans == 2 and model.patch_embed.conv_down[0].in_channels == 2
+    with torch.no_grad():
+        assert model(torch.randn(1, 2, 64, 96)).shape == (1, model.num_features)
+
+
 def test_weights_of_another_preset_are_refused_naming_it(official0):
     _, path = official0
     with pytest.raises(CheckpointError, match=r"does not fit FasterViTClassifier\(arch='1'\).*"
