@@ -38,7 +38,6 @@ from timm.models import (adapt_input_conv, build_model_with_cfg, generate_defaul
 from timm.models._features import feature_take_indices
 
 from ..checkpoint import CheckpointError, compare_with_model, extract_state_dict, read_source
-from ..hub import resolve_checkpoint
 from .fastervit import FasterViT, FasterViTCheckpoints, _NUM_STAGES, is_recomputable_key
 
 __all__ = ['FasterViTClassifier', 'TIMM_NAMES', 'TIMM_PREFIX', 'register_timm_models']
@@ -309,10 +308,11 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> FasterViTClassi
             if source is None:
                 raise RuntimeError(f'{variant}: its pretrained configuration names no weights '
                                    '(url, file or hf_hub_id)')
-            # The kit downloads (once, into its cache) and reads the file, whatever the source:
-            # timm would read a 'file' with its own loader, which unpickles older checkpoints.
+            # timm's loading hands a 'file' with custom_load to FasterViTClassifier.load_pretrained
+            # as it is: the kit resolves the source there (downloaded once into its cache, checked)
+            # and reads it without unpickling code, whatever the configuration names.
             overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
-            overlay.update(file=resolve_checkpoint(source), custom_load=True)
+            overlay.update(file=source, custom_load=True)
             kwargs['pretrained_cfg_overlay'] = overlay
     return build_model_with_cfg(
         FasterViTClassifier, variant, pretrained, arch=TIMM_NAMES[variant],

@@ -87,14 +87,22 @@ def test_pretrained_classifier_equals_the_official_one(official0):
     assert (theirs[0] - theirs[1]).abs().max() > 100 * LOGIT_TOLERANCE
 
 
-def test_published_url_is_downloaded_once_by_the_kit(official0, server, torch_home):
-    """The default pretrained configuration's URL, served on loopback: downloaded once into torch
-    hub's cache, then read from there."""
+def test_published_url_is_downloaded_once_by_the_kit(official0, server, torch_home,
+                                                     monkeypatch):
+    """The default pretrained configuration's URL, served on loopback: timm's pretrained loading
+    hands the URL itself to the model's loader, once, which downloads it into torch hub's cache
+    and reads it; then read from there."""
+    from fastervit_dense.models.timm_models import FasterViTClassifier
     reference, path = official0
     data = open(path, 'rb').read()
     url = server.add('/ahatamiz/FasterViT/resolve/main/fastervit_0_224_1k.pth.tar', data)
+    calls, load = [], FasterViTClassifier.load_pretrained
+    monkeypatch.setattr(FasterViTClassifier, 'load_pretrained',
+                        lambda self, source=None, **kw: calls.append(source) or load(self, source,
+                                                                                    **kw))
     first = timm.create_model('fastervit_dense_0.in1k', pretrained=True,
                               pretrained_cfg_overlay=dict(url=url)).eval()
+    assert calls == [url]  # no download before timm's loading, one call from it
     second = timm.create_model('fastervit_dense_0.in1k', pretrained=True,
                                pretrained_cfg_overlay=dict(url=url)).eval()
     assert server.counts['/ahatamiz/FasterViT/resolve/main/fastervit_0_224_1k.pth.tar'] == 1
