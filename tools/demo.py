@@ -54,8 +54,9 @@ def parse_args(argv=None):
                         'auto = on where no GPU is used and the CPU has AMX, which cuts its '
                         'training time by about a third there; with AVX512-BF16 alone bfloat16 '
                         'trained it slower than float32, so auto keeps float32 there')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detections drawn in the pictures: score >= this')
+    parser.add_argument('--score-thr', type=float, default=None,
+                        help='detections drawn in the pictures: score >= this; default: the '
+                        'threshold of best F1 (IoU 0.5) on the validation split')
     return parser.parse_args(argv)
 
 
@@ -252,7 +253,7 @@ def draw(runner, out_dir, prefix, count, score_thr):
     visualizer.dataset_meta = dataset.metainfo
     names, colors = dataset.metainfo['classes'], dataset.metainfo['palette']
     detection = prefix == 'detection'
-    note = f'prediction: score >= {score_thr:g}' if detection else ''
+    note = f'prediction: score >= {score_thr:.2f}' if detection else ''
     model = runner.model
     model.eval()
     paths = []
@@ -281,7 +282,30 @@ def draw(runner, out_dir, prefix, count, score_thr):
     return paths
 
 
+def drawing_threshold(runner):
+    """The score threshold of best F1 (IoU 0.5, per class) over the validation split, from the
+    trained detector's predictions there (see ``best_f1_threshold``), or None."""
+    import torch
+    from mmdet.structures.bbox import get_box_tensor
+
+    from fastervit_dense.mm.visualization import best_f1_threshold
+    model = runner.model
+    model.eval()
+    predictions, truths = [], []
+    for batch in runner.test_dataloader:
+        with torch.no_grad():
+            outputs = model.test_step(batch)
+        for sample in outputs:
+            found, truth = sample.pred_instances, sample.gt_instances  # crowds: apart
+            predictions.append((found.bboxes.numpy(), found.scores.numpy(), found.labels.numpy()))
+            truths.append((get_box_tensor(truth.bboxes).numpy(), truth.labels.numpy()))
+    return best_f1_threshold(predictions, truths)
+
+
 def run(cfg, out_dir, prefix, count, score_thr, console, name):
+    """Trains, evaluates and draws; returns the metrics, the pictures, the log file and, for a
+    detector, the drawing threshold (``score_thr``, or chosen by best F1: see
+    :func:`drawing_threshold`)."""
     from fastervit_dense.mm.runner import build_runner
     with console.quiet():
         runner = build_runner(cfg)
@@ -292,8 +316,13 @@ def run(cfg, out_dir, prefix, count, score_thr, console, name):
         console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
                      'images')
         metrics = runner.test()
+        chosen = None
+        if prefix == 'detection':
+            chosen = dict(score_thr=score_thr) if score_thr is not None else \
+                drawing_threshold(runner) or dict(score_thr=0.3)
+            score_thr = chosen['score_thr']
         drawings = draw(runner, out_dir, prefix, count, score_thr)
-    return metrics, drawings, log_file
+    return metrics, drawings, log_file, chosen
 
 
 def per_class_iou(log_file, classes):
@@ -340,12 +369,14 @@ def main(argv=None):
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection', args.seed)
-    det_metrics, det_drawings, det_log = run(det_cfg, args.work_dir, 'detection', args.num_drawings,
-                                    args.score_thr, console, 'Mask R-CNN + FastViT-T8')
+    det_metrics, det_drawings, det_log, drawn = run(
+        det_cfg, args.work_dir, 'detection', args.num_drawings, args.score_thr, console,
+        'Mask R-CNN + FastViT-T8')
     seg_cfg = configure(SEG_CONFIG, osp.join(args.work_dir, 'segmentation'), args.data_root,
                         args.seg_iters, seg_checkpoint, 'segmentation', args.seed, seg_amp)
-    seg_metrics, seg_drawings, seg_log = run(seg_cfg, args.work_dir, 'segmentation', args.num_drawings,
-                                    args.score_thr, console, 'Semantic FPN + FasterViT-0')
+    seg_metrics, seg_drawings, seg_log, _ = run(
+        seg_cfg, args.work_dir, 'segmentation', args.num_drawings, None, console,
+        'Semantic FPN + FasterViT-0')
     console.step(f'pictures: {len(det_drawings) + len(seg_drawings)} written to {args.work_dir}')
     logs = [det_log, seg_log, console.log_file]
     seg_classes = per_class_iou(seg_log, seg_cfg.metainfo['classes'])
@@ -356,6 +387,8 @@ def main(argv=None):
             'bbox_mAP': float(det_metrics['coco/bbox_mAP']),
             'bbox_mAP_50': float(det_metrics['coco/bbox_mAP_50']),
             'segm_mAP': float(det_metrics['coco/segm_mAP']),
+            'drawn_from_score': drawn['score_thr'],
+            'best_f1': drawn.get('f1'),
         },
         'segmentation': {'backbone': 'FasterViT-0', 'mIoU': float(seg_metrics['mIoU']),
                          'IoU': seg_classes, 'mixed_precision': seg_amp,
@@ -387,6 +420,9 @@ def main(argv=None):
           f'{machine["bfloat16_instructions"] or "none"}' + (f' (capped: {caps})' if caps else ''))
     print(f'  metrics:  {metrics_path}')
     print(f'  pictures: {", ".join(det_drawings + seg_drawings)}')
+    print(f'            detections drawn from score {drawn["score_thr"]:.2f}' + (
+        f', the threshold of best F1 ({drawn["f1"]:.3f}, IoU 0.5) on the validation split '
+        '(--score-thr sets another)' if 'f1' in drawn else ' (--score-thr)'))
     print(f'  logs:     {", ".join(logs)}')
     print('=' * 78)
     return result

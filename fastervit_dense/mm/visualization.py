@@ -6,14 +6,67 @@ mmdet's ``DetVisualizationHook`` saves each drawing under the image's base name 
 to ``<out_dir>/a/img.jpg`` for either framework (the image's path relative to the dataset's image
 folder, ``data_prefix['img']`` or ``data_prefix['img_path']``), with the visualizer of the config
 and the dataset's class colours. The kit's ``tools/test.py --show-dir DIR`` uses it.
+
+:func:`best_f1_threshold` chooses the score from which detections are worth drawing: the one that
+maximises F1 (at IoU 0.5, per class) over a validation split, so that pictures show what a model
+learnt rather than its doubts (the demo draws at it).
 """
 import os.path as osp
-from typing import Optional
+from typing import Iterable, Optional, Tuple
+
+import numpy as np
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-__all__ = ['DrawPredictionsHook', 'relative_image_path']
+__all__ = ['DrawPredictionsHook', 'relative_image_path', 'best_f1_threshold']
+
+
+def _hits(boxes, scores, labels, gt_boxes, gt_labels, iou_thr: float) -> np.ndarray:
+    """Whether each detection is a true positive, matched greedily in descending score to the
+    unmatched ground-truth box of its class it overlaps most (IoU >= ``iou_thr``), as COCO does."""
+    import torch
+    from torchvision.ops import box_iou
+    hits = np.zeros(len(scores), bool)
+    if not len(scores) or not len(gt_boxes):
+        return hits
+    ious = box_iou(torch.as_tensor(boxes, dtype=torch.float32),
+                   torch.as_tensor(gt_boxes, dtype=torch.float32)).numpy()
+    ious[np.asarray(labels)[:, None] != np.asarray(gt_labels)[None, :]] = 0.0
+    taken = np.zeros(len(gt_boxes), bool)
+    for i in np.argsort(-np.asarray(scores), kind='stable'):
+        options = np.where(~taken & (ious[i] >= iou_thr), ious[i], -1.0)
+        j = int(options.argmax())
+        if options[j] >= 0:
+            taken[j] = hits[i] = True
+    return hits
+
+
+def best_f1_threshold(predictions: Iterable[Tuple], ground_truths: Iterable[Tuple],
+                      iou_thr: float = 0.5) -> Optional[dict]:
+    """The score threshold whose detections best match the ground truth: ``predictions`` are
+    (boxes (N, 4), scores (N,), labels (N,)) per image, ``ground_truths`` (boxes (M, 4), labels
+    (M,)) of the same images. Only thresholds between distinct scores are considered (equal scores
+    are kept or dropped together); of equal F1 the highest threshold wins. Returns ``score_thr``,
+    ``f1``, ``precision`` and ``recall``, or None without detections or ground truth."""
+    scores, hits, total = [], [], 0
+    for (boxes, score, labels), (gt_boxes, gt_labels) in zip(predictions, ground_truths):
+        score = np.asarray(score, np.float64).reshape(-1)
+        scores.append(score)
+        hits.append(_hits(boxes, score, labels, gt_boxes, gt_labels, iou_thr))
+        total += len(gt_boxes)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    if not len(scores) or not total:
+        return None
+    order = np.argsort(-scores, kind='stable')
+    scores, hits = scores[order], np.concatenate(hits)[order]
+    true = np.cumsum(hits)
+    kept = np.arange(1, len(scores) + 1)
+    last = np.flatnonzero(np.append(scores[1:] != scores[:-1], True))  # ends of equal-score runs
+    f1 = 2 * true[last] / (kept[last] + total)
+    best = last[int(np.argmax(f1))]  # the first maximum: the highest threshold
+    return dict(score_thr=float(scores[best]), f1=float(2 * true[best] / (kept[best] + total)),
+                precision=float(true[best] / kept[best]), recall=float(true[best] / total))
 
 
 def relative_image_path(img_path: str, image_root: Optional[str]) -> str:

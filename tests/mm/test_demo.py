@@ -56,6 +56,10 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert any(line.strip().startswith('machine:') and machine['cpu'] in line for line in summary)
     assert any('mIoU' in line and 'ellipse' in line for line in summary)
     assert any('box mAP@0.5' in line for line in summary)
+    # detections drawn from the score of best F1 on the validation split (0.3 when nothing is
+    # found, as after these 2 iterations may happen)
+    drawn = metrics['detection']['drawn_from_score']
+    assert 0.0 <= drawn <= 1.0 and any('detections drawn from score' in line for line in summary)
     logs = next(line for line in summary if line.strip().startswith('logs:'))
     for path in logs.split(':', 1)[1].split(','):
         assert os.path.getsize(path.strip()) > 0, path
