@@ -7,8 +7,8 @@ file pads and normalises in its graph), one image at a time, and so does the fra
 in a batch of several, mmdet's and mmseg's data preprocessors pad every image to the batch's
 largest, and a detector's features near the padded border, hence its detections, change with
 what the image was batched with (the demo's detector: box mAP 0.542 in batches of 2, 0.546 one by
-one). The file's outputs are then brought back to the original
-image as the framework does with ``rescale=True``: boxes divided by the pipeline's scale factor,
+one). The file's outputs are then brought back to the original image as the framework does with
+``rescale=True``: boxes divided by the pipeline's scale factor,
 masks pasted from ``mask_probs`` into the original image with those boxes (mmdet's pasting and
 threshold), segmentation logits resized (bilinear, the decode head's ``align_corners``) before the
 argmax.

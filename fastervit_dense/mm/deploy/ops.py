@@ -67,9 +67,9 @@ class NonMaxSuppression(torch.autograd.Function):
     """ONNX ``NonMaxSuppression`` in its own layout: ``boxes`` (B, N, 4), ``scores`` (B, C, N);
     each (batch, class) pair is suppressed on its own (IoU > ``iou_threshold``, as mmcv's and
     torchvision's nms) among the boxes scoring above ``score_threshold``, equal scores by
-    ascending index. Returns the kept (batch, class, box) indices (K, 3). Per-class NMS keeps the work of each call small where
-    mmcv's single-call offset trick over all classes would hand onnxruntime one quadratic
-    problem."""
+    ascending index. Returns the kept (batch, class, box) indices (K, 3). Per-class NMS keeps
+    the work of each call small where mmcv's single-call offset trick over all classes would
+    hand onnxruntime one quadratic problem."""
 
     @staticmethod
     def forward(ctx, boxes, scores, iou_threshold: float, score_threshold: float):

@@ -139,12 +139,12 @@ class TwoStageExport(nn.Module):
         return boxes[keep], ranks[keep]
 
     @torch.no_grad()
-    def proposals(self, image: Tensor) -> Tuple[Tensor, Tensor]:
-        """The RPN's proposals for ``image`` (1, 3, H, W), run eagerly: boxes (n, 4) and their
-        scores as mmdet computes them (the sigmoid, or softmax, of the logits)."""
-        height, width = traced_size(image, 2), traced_size(image, 3)
-        max_xy = torch.stack([width, height, width, height]).to(torch.float32)
-        boxes, ranks = self._proposals(self.detector.extract_feat(self.preprocess(image)), max_xy)
+    def proposals(self, feats: Tuple[Tensor], height: int, width: int) -> Tuple[Tensor, Tensor]:
+        """The RPN's proposals, run eagerly on the detector's features ``feats`` of an image of
+        ``height`` x ``width``: boxes (n, 4) and their scores as mmdet computes them (the
+        sigmoid, or softmax, of the logits that ranked them)."""
+        max_xy = torch.tensor([width, height, width, height], dtype=torch.float32)
+        boxes, ranks = self._proposals(feats, max_xy)
         return boxes, ranks.sigmoid()  # softmax of two logits = sigmoid of their difference
 
     # -- box head ---------------------------------------------------------------------------------

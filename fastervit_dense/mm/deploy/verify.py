@@ -13,8 +13,9 @@ The reference is the framework's ``test_step`` on the image as given (``img_shap
   other detection on one side only is a disagreement.
 * **Two-stage detectors** are compared stage by stage, so that a tie among the RPN's proposals
   cannot decide the detections: the exported detections are compared with mmdet's RoI head run
-  on the proposals that the exported graph computes (:meth:`TwoStageExport.proposals`, run
-  eagerly), and those proposals with mmdet's own RPN. A proposal on one side only is a tie when
+  on the proposals that the exported graph's RPN post-processing computes
+  (:meth:`TwoStageExport.proposals`, run eagerly on mmdet's features), and those proposals with
+  mmdet's own RPN (:func:`two_stage_references`: the features computed once for all three). A proposal on one side only is a tie when
   it sits at an RPN cut-off: a kept proposal of the other side overlaps it beyond the NMS
   threshold and scores within :data:`PROPOSAL_TIE` of it (mmdet ranks by float32 sigmoid scores,
   which saturate near 1, the file by logits), its overlap with a kept proposal is within
@@ -30,14 +31,14 @@ fewer than :data:`MIN_COMPARED` detections were paired over all images and sizes
 detector on an image without objects, or random weights under a score threshold).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 __all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT',
            'NMS_TOLERANCE', 'PROPOSAL_TIE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
-           'detection_cutoffs', 'framework_detections', 'framework_proposals',
+           'detection_cutoffs', 'framework_detections', 'two_stage_references',
            'framework_seg_logits', 'match_detections', 'match_proposals', 'segmentation_agreement', 'run_onnx', 'format_report',
            'summarize', 'first_test_images', 'verification_images', 'verify_export']
 
@@ -101,30 +102,7 @@ def _sample(data_sample_cls, image: torch.Tensor):
                                          pad_shape=(height, width), scale_factor=(1.0, 1.0)))
 
 
-def _framework_features(detector, image: torch.Tensor):
-    from mmdet.structures import DetDataSample
-    image = image.reshape(3, *image.shape[-2:])
-    data = detector.data_preprocessor(
-        dict(inputs=[image], data_samples=[_sample(DetDataSample, image)]), False)
-    return detector.extract_feat(data['inputs']), data['data_samples']
-
-
-@torch.no_grad()
-def framework_detections(detector, image: torch.Tensor,
-                         proposals: Optional[torch.Tensor] = None) -> Dict[str, np.ndarray]:
-    """mmdet's inference on ``image`` (float (1, 3, H, W) or (3, H, W), BGR, 0-255): ``dets``
-    (N, 5), ``labels`` (N,) and, for instance segmentation, ``masks`` (N, H, W) bool. With
-    ``proposals`` (n, 4), a two-stage detector's RoI head runs on them instead of its RPN's."""
-    from mmdet.structures import DetDataSample
-    if proposals is None:
-        image = image.reshape(3, *image.shape[-2:])
-        data = dict(inputs=[image], data_samples=[_sample(DetDataSample, image)])
-        instances = detector.test_step(data)[0].pred_instances
-    else:
-        from mmengine.structures import InstanceData
-        feats, samples = _framework_features(detector, image)
-        rpn = [InstanceData(bboxes=torch.as_tensor(proposals, dtype=torch.float32))]
-        instances = detector.roi_head.predict(feats, rpn, samples, rescale=True)[0]
+def _as_detections(instances) -> Dict[str, np.ndarray]:
     result = dict(dets=torch.cat([instances.bboxes, instances.scores[:, None]], 1).numpy(),
                   labels=instances.labels.numpy())
     if 'masks' in instances:
@@ -133,11 +111,33 @@ def framework_detections(detector, image: torch.Tensor,
 
 
 @torch.no_grad()
-def framework_proposals(detector, image: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
-    """mmdet's RPN proposals for ``image``: boxes (n, 4) and scores (n,)."""
-    feats, samples = _framework_features(detector, image)
-    result = detector.rpn_head.predict(feats, samples, rescale=False)[0]
-    return result.bboxes.numpy(), result.scores.numpy()
+def framework_detections(detector, image: torch.Tensor) -> Dict[str, np.ndarray]:
+    """mmdet's inference on ``image`` (float (1, 3, H, W) or (3, H, W), BGR, 0-255): ``dets``
+    (N, 5), ``labels`` (N,) and, for instance segmentation, ``masks`` (N, H, W) bool."""
+    from mmdet.structures import DetDataSample
+    image = image.reshape(3, *image.shape[-2:])
+    data = dict(inputs=[image], data_samples=[_sample(DetDataSample, image)])
+    return _as_detections(detector.test_step(data)[0].pred_instances)
+
+
+@torch.no_grad()
+def two_stage_references(detector, graph, image: torch.Tensor):
+    """A two-stage detector's stages on ``image``, from mmdet's features computed once: the
+    proposals of ``graph`` (the detector's :class:`TwoStageExport`, run eagerly) and mmdet's own
+    RPN proposals, each as (boxes (n, 4), scores (n,)), and mmdet's RoI head run on the graph's
+    proposals (as :func:`framework_detections` returns detections)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    image = image.reshape(3, *image.shape[-2:])
+    data = detector.data_preprocessor(
+        dict(inputs=[image], data_samples=[_sample(DetDataSample, image)]), False)
+    feats, samples = detector.extract_feat(data['inputs']), data['data_samples']
+    boxes, scores = graph.proposals(feats, *image.shape[-2:])
+    theirs = detector.rpn_head.predict(feats, samples, rescale=False)[0]
+    instances = detector.roi_head.predict(feats, [InstanceData(bboxes=boxes)], samples,
+                                          rescale=True)[0]
+    return ((boxes.numpy(), scores.numpy()), (theirs.bboxes.numpy(), theirs.scores.numpy()),
+            _as_detections(instances))
 
 
 @torch.no_grad()
@@ -275,7 +275,7 @@ def match_proposals(boxes: np.ndarray, scores: np.ndarray, ref_boxes: np.ndarray
              (ref_boxes, ref_scores, boxes, scores, ~taken, ious.T, close.T))
     alone = [np.flatnonzero(side[4]) for side in sides]
     tie = [np.zeros(len(a), bool) for a in alone]
-    for s, (own_boxes, own_scores, other_boxes, other_scores, _, iou, near) in enumerate(sides):
+    for s, (_, own_scores, _, other_scores, _, iou, near) in enumerate(sides):
         for n, k in enumerate(alone[s]):
             suppressed = iou[k] > nms_iou - NMS_TOLERANCE
             tie[s][n] = bool(
@@ -467,11 +467,9 @@ def verify_export(model, runtime, images):
             report = match_detections(outputs, framework_detections(model, image),
                                       cutoffs=cutoffs)
         else:
-            boxes, scores = (t.numpy() for t in graph.proposals(image))
-            report = match_detections(outputs, framework_detections(model, image, boxes),
-                                      cutoffs=cutoffs)
-            rpn = graph.rpn_cfg
-            report.update(match_proposals(boxes, scores, *framework_proposals(model, image),
-                                          graph.rpn_iou, rpn.max_per_img))
+            ours, theirs, reference = two_stage_references(model, graph, image)
+            report = match_detections(outputs, reference, cutoffs=cutoffs)
+            report.update(match_proposals(*ours, *theirs, graph.rpn_iou,
+                                          graph.rpn_cfg.max_per_img))
             report['agree'] = report['agree'] and not report['proposal_disagreements']
         yield label, report
