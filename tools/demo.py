@@ -282,30 +282,31 @@ def draw(runner, out_dir, prefix, count, score_thr):
     return paths
 
 
-def drawing_threshold(runner):
-    """The score threshold of best F1 (IoU 0.5, per class) over the validation split, from the
-    trained detector's predictions there (see ``best_f1_threshold``), or None."""
-    import torch
-    from mmdet.structures.bbox import get_box_tensor
+def prediction_collector():
+    """An mmengine hook that keeps, as the test loop runs, each image's detections and ground
+    truth as arrays: the drawing threshold is chosen from them (``best_f1_threshold``) without a
+    second pass over the validation split."""
+    from mmengine.hooks import Hook
 
-    from fastervit_dense.mm.visualization import best_f1_threshold
-    model = runner.model
-    model.eval()
-    predictions, truths = [], []
-    for batch in runner.test_dataloader:
-        with torch.no_grad():
-            outputs = model.test_step(batch)
-        for sample in outputs:
-            found, truth = sample.pred_instances, sample.gt_instances  # crowds: apart
-            predictions.append((found.bboxes.numpy(), found.scores.numpy(), found.labels.numpy()))
-            truths.append((get_box_tensor(truth.bboxes).numpy(), truth.labels.numpy()))
-    return best_f1_threshold(predictions, truths)
+    class PredictionCollector(Hook):
+        def __init__(self):
+            self.predictions, self.truths = [], []
+
+        def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            from mmdet.structures.bbox import get_box_tensor
+            for sample in outputs or []:
+                found, truth = sample.pred_instances, sample.gt_instances  # crowds: apart
+                self.predictions.append((found.bboxes.numpy(), found.scores.numpy(),
+                                         found.labels.numpy()))
+                self.truths.append((get_box_tensor(truth.bboxes).numpy(), truth.labels.numpy()))
+
+    return PredictionCollector()
 
 
 def run(cfg, out_dir, prefix, count, score_thr, console, name):
     """Trains, evaluates and draws; returns the metrics, the pictures, the log file and, for a
-    detector, the drawing threshold (``score_thr``, or chosen by best F1: see
-    :func:`drawing_threshold`)."""
+    detector, the drawing threshold (``score_thr``, or chosen by best F1 from the evaluation's
+    predictions: see :func:`prediction_collector`)."""
     from fastervit_dense.mm.runner import build_runner
     with console.quiet():
         runner = build_runner(cfg)
@@ -315,11 +316,15 @@ def run(cfg, out_dir, prefix, count, score_thr, console, name):
         runner.train()
         console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
                      'images')
+        collector = prediction_collector() if prefix == 'detection' else None
+        if collector is not None:
+            runner.register_hook(collector)
         metrics = runner.test()
         chosen = None
-        if prefix == 'detection':
+        if collector is not None:
+            from fastervit_dense.mm.visualization import best_f1_threshold
             chosen = dict(score_thr=score_thr) if score_thr is not None else \
-                drawing_threshold(runner) or dict(score_thr=0.3)
+                best_f1_threshold(collector.predictions, collector.truths) or dict(score_thr=0.3)
             score_thr = chosen['score_thr']
         drawings = draw(runner, out_dir, prefix, count, score_thr)
     return metrics, drawings, log_file, chosen
