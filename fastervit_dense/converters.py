@@ -1,18 +1,20 @@
-"""File-to-file conversion of published checkpoints into the kit's backbone format (the command
-lines are ``tools/model_converters/{fastervit,fastvit}2mm.py`` and ``convert_backbone.py``).
+"""File-to-file conversion of published checkpoints into the kit's format (the command lines are
+``tools/model_converters/{fastervit,fastvit}2mm.py``, ``convert_backbone.py`` and ``dino2mm.py``).
 
-What each backbone knows about foreign layouts lives with it (its ``checkpoint_adapter``); this
-module reads a source (a local file, a URL or an ``hf-hub:`` id), converts it, checks that it fills
-the variant exactly, and writes ``{'state_dict': ..., 'meta': ...}`` of plain tensors atomically.
+One function serves every layout: :func:`convert_file` reads a source (a local file, a URL or an
+``hf-hub:`` id) safely, converts it with the layout's adapter
+(:class:`~fastervit_dense.checkpoint.CheckpointAdapter`, by kind), checks that it fills its target
+exactly (:func:`~fastervit_dense.checkpoint.fit`: a backbone variant, or a model the caller
+describes, such as an mmdet config's detector) and writes ``{'state_dict': ..., 'meta': ...}`` of
+plain tensors atomically.
 """
 import os
 from collections import OrderedDict
-from typing import Optional
+from typing import Mapping, Optional, Tuple
 
-from .checkpoint import (CheckpointError, compare_with_model, extract_state_dict, read_source,
-                         save_atomic)
+from .checkpoint import CheckpointError, fit, get_adapter, read_weights, save_atomic
 from .hub import DownloadError, sha256_of
-from .models import BACKBONES
+from .models import BACKBONES  # noqa: F401  (registers the backbones' adapters)
 
 __all__ = ['convert_file', 'check_fits', 'describe_conversion', 'CONVERSION_ERRORS']
 
@@ -22,53 +24,45 @@ CONVERSION_ERRORS = (CheckpointError, DownloadError, FileNotFoundError, ValueErr
 CONVERTER_VERSION = 1
 
 
-def _adapter(kind: str):
-    if kind not in BACKBONES:
-        raise ValueError(f'unknown checkpoint kind {kind!r}; known: {sorted(BACKBONES)}')
-    return BACKBONES[kind].checkpoint_adapter
+def check_fits(state_dict, kind, arch: Optional[str] = None,
+               target: Optional[Tuple[str, Mapping]] = None, source: str = 'the weights'):
+    """Raises :class:`CheckpointError` unless converted weights fill their target exactly (apart
+    from what the adapter of ``kind`` allows to be missing, such as the per-output norms an ImageNet
+    model lacks). The target is ``(name, state dict or key -> shaped tensor)``, or else the model of
+    ``arch`` that the adapter builds. Returns the :class:`~fastervit_dense.checkpoint.FitReport`."""
+    adapter = get_adapter(kind)
+    if target is None:
+        target = (f'{adapter.kind} arch {arch!r}', adapter.build(arch, state_dict).state_dict())
+    name, own = target
+    return fit(state_dict, own, source, name, adapter, unexpected_ok=False).check(adapter.fit_hint)
 
 
-def check_fits(state_dict, kind: str, arch: str):
-    """Raises :class:`CheckpointError` unless the converted weights fill ``arch`` exactly (apart from
-    what an ImageNet model does not have, such as the per-output norms). Returns the missing keys."""
-    adapter = _adapter(kind)
-    own = adapter.build(arch, state_dict).state_dict()
-    mismatched, missing, unexpected = compare_with_model(state_dict, own, adapter)
-    mismatched = [f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched]
-    if mismatched or unexpected or missing:
-        guess = adapter.guess_arch(state_dict)
-        raise CheckpointError(
-            f'the weights do not fit {kind} arch {arch!r}'
-            + (f'; they look like arch {guess!r}' if guess else '')
-            + (f'; shape mismatches: {"; ".join(mismatched[:6])}' if mismatched else '')
-            + (f'; unexpected: {", ".join(unexpected[:6])}' if unexpected else '')
-            + (f'; missing: {", ".join(missing[:6])}' if missing else ''))
-    return [k for k in own if k not in state_dict]
-
-
-def convert_file(src, dst, kind: str, arch: Optional[str] = None, use_ema: bool = False,
-                 sha256: Optional[str] = None) -> dict:
-    """Converts a published checkpoint (a local path, a URL or an ``hf-hub:`` id) into the kit's
-    format, atomically: a failed conversion leaves no ``dst``. Returns the meta dict (with the arch,
-    given or inferred)."""
-    adapter = _adapter(kind)
-    path, checkpoint = read_source(src, sha256=sha256)
-    state_dict = adapter.convert(extract_state_dict(checkpoint, use_ema=use_ema))
+def convert_file(src, dst, kind, arch: Optional[str] = None, use_ema: bool = False,
+                 sha256: Optional[str] = None, target: Optional[Tuple[str, Mapping]] = None,
+                 meta: Optional[dict] = None) -> dict:
+    """Converts a checkpoint (a local path, a URL or an ``hf-hub:`` id) of layout ``kind`` (a
+    registered kind or an adapter) into the kit's format, atomically: a failed conversion leaves no
+    ``dst``. Without ``target`` the weights must fill the backbone of ``arch`` (inferred from the
+    weights when None). ``meta`` is added to the file's metadata. Returns the metadata."""
+    adapter = get_adapter(kind)
+    path, name, state_dict, _ = read_weights(src, adapter, sha256=sha256, use_ema=use_ema)
     if not state_dict:
-        raise CheckpointError(f'{src}: no {kind} backbone weights found in the checkpoint')
-    if arch is None:
+        raise CheckpointError(f'{name}: no {adapter.kind} weights found in the checkpoint')
+    if target is None and arch is None:
         guess = adapter.guess_arch(state_dict)
         if guess is None:
-            raise CheckpointError(f'{src}: cannot tell which {kind} variant these weights are; '
-                                  'pass --arch')
+            raise CheckpointError(f'{name}: cannot tell which {adapter.kind} variant these weights '
+                                  'are; pass --arch')
         arch = guess.split(' ')[0]
-    missing = check_fits(state_dict, kind, arch)
+    report = check_fits(state_dict, adapter, arch, target, source=name)
     state_dict = OrderedDict((k, v.detach().clone().contiguous()) for k, v in state_dict.items())
-    meta = dict(source=os.path.basename(os.fspath(src)), source_sha256=sha256_of(path), kind=kind,
-                arch=arch, fused=adapter.is_fused(state_dict), ema=use_ema, converter_version=CONVERTER_VERSION,
-                missing_in_backbone=missing)
-    save_atomic({'state_dict': state_dict, 'meta': meta}, dst)
-    return meta
+    info = dict(source=os.path.basename(os.fspath(src)), source_sha256=sha256_of(path),
+                kind=adapter.kind, converter_version=CONVERTER_VERSION)
+    if target is None:
+        info.update(arch=arch, ema=use_ema, **adapter.describe(state_dict, report))
+    info.update(meta or {})
+    save_atomic({'state_dict': state_dict, 'meta': info}, dst)
+    return info
 
 
 def describe_conversion(meta: dict, dst, arch_given: bool = True) -> str:

@@ -10,9 +10,48 @@ and scalars), so mmengine's loader keeps ``weights_only=True`` and still works.
 """
 import torch
 
-from ..checkpoint import SAFE_GLOBALS
+from ..checkpoint import (SAFE_GLOBALS, CheckpointAdapter, CheckpointError, fit, load_fitted,
+                          read_weights, register_adapter)
 
-__all__ = ['install_safe_checkpoint_support', 'mmengine_safe_globals']
+__all__ = ['install_safe_checkpoint_support', 'mmengine_safe_globals', 'ConfigCheckpoints',
+           'load_config_checkpoint']
+
+
+class ConfigCheckpoints(CheckpointAdapter):
+    """Checkpoints mmengine wrote for a model of a config (training, or fused by
+    ``tools/deployment/reparameterize.py``): the model's own keys, every tensor required."""
+
+    kind = 'mmengine'
+    unexpected_ok = False
+
+    def may_be_missing(self, key: str) -> bool:
+        return key.endswith('num_batches_tracked')
+
+    def is_fused(self, state_dict) -> bool:
+        """Whether the model's FastViT backbone is fused in these weights."""
+        from ..models import FastViT
+        return FastViT.checkpoint_adapter.is_fused(state_dict)
+
+
+_ADAPTER = register_adapter(ConfigCheckpoints())
+
+
+def load_config_checkpoint(model: torch.nn.Module, checkpoint, fused: bool = True):
+    """Loads a checkpoint of ``model``'s config into it strictly (key by key, shape by shape).
+    ``fused``: a checkpoint whose FastViT backbone is fused is accepted, and the backbone fused to
+    take it; False refuses one. Returns the checkpoint as read (:class:`~fastervit_dense.
+    checkpoint.Weights`: its path and ``meta`` among others)."""
+    weights = path, name, state_dict, _ = read_weights(checkpoint, _ADAPTER)
+    backbone = getattr(model, 'backbone', None)
+    if _ADAPTER.is_fused(state_dict) and not getattr(backbone, 'deploy', True):
+        if not fused:
+            raise CheckpointError(f'{name} holds a fused FastViT backbone: give the checkpoint '
+                                  'as trained')
+        backbone.switch_to_deploy()
+    report = fit(state_dict, model.state_dict(), name, 'the model of the config',
+                 _ADAPTER, path=path)
+    load_fitted(model, state_dict, report, 'give the checkpoint trained with this config')
+    return weights
 
 
 def mmengine_safe_globals() -> list:

@@ -1,6 +1,7 @@
 from .fastervit import FASTERVIT_ARCHS, FASTERVIT_WEIGHTS, FasterViT
 from .fastvit import FASTVIT_ARCHS, FASTVIT_WEIGHTS, FastViT
 from .timm_models import TIMM_NAMES, FasterViTClassifier, register_timm_models
+from . import dino  # noqa: F401,E402  (NVlabs' DINO layout, the 'dino' checkpoint kind)
 
 __all__ = ['FasterViT', 'FASTERVIT_ARCHS', 'FASTERVIT_WEIGHTS', 'FastViT', 'FASTVIT_ARCHS',
            'FASTVIT_WEIGHTS', 'BACKBONES', 'backbone_class', 'FasterViTClassifier', 'TIMM_NAMES']

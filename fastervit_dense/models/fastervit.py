@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
-from ..checkpoint import CheckpointAdapter
+from ..checkpoint import CheckpointAdapter, register_adapter
 from .base import (DenseBackbone, check_frozen_stages, check_out_indices, drop_unbuilt_entries,
                    freeze)
 from .norms import build_output_norm
@@ -651,5 +651,5 @@ class FasterViTCheckpoints(CheckpointAdapter):
         return FasterViT(arch)
 
 
-FasterViT.checkpoint_adapter = FasterViTCheckpoints()
+FasterViT.checkpoint_adapter = register_adapter(FasterViTCheckpoints())
 FasterViT.published = FASTERVIT_WEIGHTS

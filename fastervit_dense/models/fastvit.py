@@ -17,7 +17,7 @@ import torch
 from timm.models import get_arch_pretrained_cfgs
 from timm.utils.model import reparameterize_model
 
-from ..checkpoint import CheckpointAdapter, CheckpointError
+from ..checkpoint import CheckpointAdapter, CheckpointError, register_adapter
 from .base import (DenseBackbone, check_frozen_stages, check_out_indices, drop_unbuilt_entries,
                    freeze)
 from .norms import build_output_norm
@@ -185,13 +185,14 @@ class FastViTCheckpoints(CheckpointAdapter):
     def is_fused(self, state_dict) -> bool:
         return any('reparam_conv' in k for k in state_dict)
 
-    def check(self, model, state_dict, source: str) -> None:
+    def prepare(self, model, state_dict, source: str) -> list:
         fused = self.is_fused(state_dict)
         if state_dict and fused != bool(model.deploy):
             raise CheckpointError(
                 f'{source} holds {"fused" if fused else "unfused"} FastViT weights but the backbone '
                 f'was built with deploy={model.deploy}: set deploy={fused} '
                 '(fused weights are for inference only; train from unfused ones)')
+        return []
 
     def guess_arch(self, state_dict) -> Optional[str]:
         ours = {k: tuple(v.shape) for k, v in state_dict.items()}
@@ -205,5 +206,5 @@ class FastViTCheckpoints(CheckpointAdapter):
         return FastViT(arch, deploy=self.is_fused(state_dict))
 
 
-FastViT.checkpoint_adapter = FastViTCheckpoints()
+FastViT.checkpoint_adapter = register_adapter(FastViTCheckpoints())
 FastViT.published = FASTVIT_WEIGHTS

@@ -37,7 +37,7 @@ from timm.models import (adapt_input_conv, build_model_with_cfg, generate_defaul
 # the one helper timm exports under no public name; timm's own models import it from here
 from timm.models._features import feature_take_indices
 
-from ..checkpoint import CheckpointError, compare_with_model, extract_state_dict, read_source
+from ..checkpoint import register_adapter
 from .fastervit import FasterViT, FasterViTCheckpoints, _NUM_STAGES, is_recomputable_key
 
 __all__ = ['FasterViTClassifier', 'TIMM_NAMES', 'TIMM_PREFIX', 'register_timm_models']
@@ -56,7 +56,13 @@ _CLASSIFIER = 'head'
 
 class FasterViTClassifierCheckpoints(FasterViTCheckpoints):
     """The official checkpoints as they are, classifier included: only what the kit recomputes
-    (position-bias caches, coordinate tables, an alias) is dropped."""
+    (position-bias caches, coordinate tables, an alias) is dropped. They load as timm loads
+    pretrained weights: the head only where its class count matches (otherwise left as
+    initialised), the first convolution adapted when ``in_chans`` is not 3, and every other tensor
+    strictly."""
+
+    kind = 'fastervit_classifier'
+    unexpected_ok = False
 
     def convert(self, state_dict):
         return type(state_dict)((k, v) for k, v in state_dict.items()
@@ -65,6 +71,22 @@ class FasterViTClassifierCheckpoints(FasterViTCheckpoints):
     def may_be_missing(self, key: str) -> bool:
         """The head too: without it (or with another class count) it stays as initialised."""
         return super().may_be_missing(key) or key.startswith(f'{_CLASSIFIER}.')
+
+    def may_skip(self, model, key: str) -> bool:
+        """Weights of what a features-only model pruned, and BatchNorm counters where a library
+        swapped in frozen BatchNorms."""
+        return key.endswith('num_batches_tracked') or model._pruned(key)
+
+    def prepare(self, model, state_dict, source: str) -> list:
+        own = model.state_dict()
+        weight = f'{_FIRST_CONV}.weight'
+        if weight in state_dict and weight in own and state_dict[weight].shape[1] != model.in_chans:
+            state_dict[weight] = adapt_input_conv(model.in_chans, state_dict[weight])
+        head = [k for k in (f'{_CLASSIFIER}.weight', f'{_CLASSIFIER}.bias') if k in state_dict
+                and (k not in own or own[k].shape != state_dict[k].shape)]
+        for key in head:
+            del state_dict[key]
+        return head
 
 
 class FasterViTClassifier(FasterViT):
@@ -92,7 +114,7 @@ class FasterViTClassifier(FasterViT):
             ``window_size``, ``hat``, ``with_cp``, ...).
     """
 
-    checkpoint_adapter = FasterViTClassifierCheckpoints()
+    checkpoint_adapter = register_adapter(FasterViTClassifierCheckpoints())
 
     def __init__(self, arch: Union[str, dict] = '0', num_classes: int = 1000, in_chans: int = 3,
                  global_pool: str = 'avg', drop_rate: float = 0., output_stride: int = 32,
@@ -197,62 +219,6 @@ class FasterViTClassifier(FasterViT):
         if prune_head:
             self.reset_classifier(0, '')
         return take
-
-    # ------------------------------------------------------------------ published weights
-    def load_pretrained(self, source=None, prefix: Optional[str] = None, map_location='cpu',
-                        use_ema: bool = False, sha256: Optional[str] = None) -> dict:
-        """Loads a whole classifier checkpoint (the published files as downloaded, or one saved
-        from this model) as timm loads pretrained weights: the head only where its class count
-        matches, otherwise left as initialised; the first convolution adapted when ``in_chans`` is
-        not 3. Without ``source``, the published weights of the model's preset. Returns the
-        loading report (``loaded``, ``missing``: the new head's weights, ``skipped``, ``path``)."""
-        if source is None:
-            if self.arch is None:
-                raise ValueError('FasterViTClassifier built from a custom arch has no published '
-                                 'weights: name a checkpoint source')
-            source = self.published_weights(self.arch)
-        path, checkpoint = read_source(source, sha256=sha256, map_location=map_location)
-        state_dict = self.checkpoint_adapter.convert(extract_state_dict(checkpoint, use_ema))
-        if prefix:
-            state_dict = type(state_dict)((k[len(prefix):], v) for k, v in state_dict.items()
-                                          if k.startswith(prefix))
-        return self._load_classifier_weights(state_dict, str(source))
-
-    def _load_classifier_weights(self, state_dict, name: str) -> dict:
-        own = self.state_dict()
-        weight = f'{_FIRST_CONV}.weight'
-        if weight in state_dict and weight in own and state_dict[weight].shape[1] != self.in_chans:
-            state_dict[weight] = adapt_input_conv(self.in_chans, state_dict[weight])
-        skipped = []
-        for key in (f'{_CLASSIFIER}.weight', f'{_CLASSIFIER}.bias'):
-            if key in state_dict and (key not in own or own[key].shape != state_dict[key].shape):
-                skipped.append(key)
-                del state_dict[key]
-        mismatched, missing, unexpected = compare_with_model(state_dict, own,
-                                                             self.checkpoint_adapter)
-        mismatched = [f'{k}: checkpoint {a} vs model {b}' for k, a, b in mismatched]
-        # Weights of what a features-only model pruned, and BatchNorm counters where a library
-        # swapped in frozen BatchNorms, are skipped and reported, not refused.
-        skipped += [k for k in unexpected if k.endswith('num_batches_tracked') or self._pruned(k)]
-        unexpected = [k for k in unexpected if k not in skipped]
-        if mismatched or unexpected or missing:
-            problems = '; '.join(filter(None, [
-                f'{len(mismatched)} with other shapes ({", ".join(mismatched[:4])})' if mismatched
-                else '', f'{len(missing)} missing ({", ".join(missing[:4])})' if missing else '',
-                f'{len(unexpected)} unexpected ({", ".join(unexpected[:4])})' if unexpected else ''
-            ]))
-            guess = self.checkpoint_adapter.guess_arch(state_dict)
-            hint = f'; the weights look like preset {guess!r}' if guess else ''
-            raise CheckpointError(f'{name} does not fit {type(self).__name__}(arch={self.arch!r}): '
-                                  f'tensors {problems}{hint}')
-        loaded = {k: v for k, v in state_dict.items() if k in own}
-        self.load_state_dict(loaded, strict=False)
-        new_head = [k for k in skipped if k.startswith(f'{_CLASSIFIER}.') and k in own]
-        logger.info(f'{type(self).__name__}: loaded {len(loaded)} tensors from {name}; skipped '
-                    f'{len(skipped)}' + (f'; head left as initialised ({self.num_classes} '
-                                         'classes)' if new_head else ''))
-        return dict(loaded=len(loaded), missing=new_head, unexpected=[], skipped=skipped,
-                    path=name)
 
     def _pruned(self, key: str) -> bool:
         """Whether ``key`` belongs to a part :meth:`prune_intermediate_layers` removed."""

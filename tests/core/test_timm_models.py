@@ -180,7 +180,7 @@ def test_attribute_names_keep_timms_meaning():
 def test_weights_of_another_preset_are_refused_naming_it(official0):
     _, path = official0
     with pytest.raises(CheckpointError, match=r"does not fit FasterViTClassifier\(arch='1'\).*"
-                       r"look like preset '0'"):
+                       r"look like arch '0'"):
         timm.create_model('fastervit_dense_1', pretrained=True,
                           pretrained_cfg_overlay=dict(file=str(path)))
 

@@ -109,8 +109,9 @@ def test_foreign_or_incomplete_checkpoints_are_refused_with_the_reason():
     # weights of another backbone preset do not fit the config
     converted = convert_dino(official_layout())
     converted['backbone.levels.2.blocks.0.attn.qkv.weight'] = torch.empty(3, 3, device='meta')
-    with pytest.raises(CheckpointError, match='shape mismatches: backbone.levels.2.blocks.0.attn.'
-                       r'qkv.weight: checkpoint \(3, 3\)'):
+    with pytest.raises(CheckpointError, match=r'does not fit the detector of .*dino-4scale.*: 1 '
+                       r'tensors with other shapes \(backbone.levels.2.blocks.0.attn.qkv.weight: '
+                       r'checkpoint \(3, 3\) vs model \(.*same backbone preset'):
         check_against_config(converted, CONFIG)
 
 

@@ -225,9 +225,27 @@ def test_export_loads_training_and_fused_checkpoints(tmp_path):
         assert set(state) == set(model.state_dict())
         assert all(torch.allclose(state[k].float(), v.float(), atol=1e-5)
                    for k, v in model.state_dict().items())
+    # reparameterize.py's loading takes only the checkpoint as trained
+    from fastervit_dense.checkpoint import ADAPTERS
+    from fastervit_dense.mm.checkpoint import load_config_checkpoint
+    assert 'mmengine' in ADAPTERS
+    with pytest.raises(CheckpointError, match='fused.pth holds a fused FastViT backbone: give the '
+                       'checkpoint as trained'):
+        load_config_checkpoint(build_model(cfg), str(tmp_path / 'fused.pth'), fused=False)
     torch.save({'state_dict': {'backbone.x': torch.zeros(1)}}, tmp_path / 'other.pth')
-    with pytest.raises(CheckpointError, match='does not fit the model of the config'):
+    with pytest.raises(CheckpointError, match=r'no tensor in the checkpoint matches the model of '
+                       r'the config \(checkpoint keys start backbone.x\); give the checkpoint '
+                       'trained with this config'):
         build_for_export(demo, str(tmp_path / 'other.pth'))
+    # a whole model loads strictly: one tensor missing, or of another shape, is refused by name
+    state = model.state_dict()
+    state.pop('rpn_head.rpn_conv.bias')
+    state['rpn_head.rpn_cls.weight'] = state['rpn_head.rpn_cls.weight'][:1]
+    torch.save({'state_dict': state}, tmp_path / 'partial.pth')
+    with pytest.raises(CheckpointError, match=r'partial.pth does not fit the model of the config: '
+                       r'1 tensors with other shapes \(rpn_head.rpn_cls.weight: checkpoint \(1, .*'
+                       r'1 missing \(rpn_head.rpn_conv.bias\)'):
+        build_for_export(demo, str(tmp_path / 'partial.pth'))
 
 
 def test_agreement_checks_fail_on_what_they_check():

@@ -108,6 +108,10 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     init_default_scope('mmdet')
+    # the training checkpoint's metadata (classes, palette) stays for mmdet's inference tools
+    trained, fused = (torch.load(p, weights_only=True)['meta'] for p in (work_dir / 'iter_2.pth',
+                                                                         fused_path))
+    assert fused['dataset_meta'] == trained['dataset_meta'] and fused['deploy'] is True
     cfg = Config.fromfile(DET)
     models = []
     for deploy, path in ((False, work_dir / 'iter_2.pth'), (True, fused_path)):

@@ -11,12 +11,12 @@ Outputs agree with the unfused model to float rounding; the fused model is faste
 no BatchNorm) but cannot be trained further.
 """
 import argparse
-import hashlib
 import os.path as osp
 import sys
 
-from fastervit_dense.checkpoint import (CheckpointError, extract_state_dict, load_checkpoint_file,
-                                        save_atomic)
+from fastervit_dense.checkpoint import CheckpointError, save_atomic
+from fastervit_dense.hub import sha256_of
+from fastervit_dense.mm.checkpoint import load_config_checkpoint
 from fastervit_dense.mm.runner import build_model, load_config, run_tool
 
 
@@ -29,22 +29,14 @@ def reparameterize(config: str, checkpoint: str, out: str) -> int:
     if cfg.model.backbone.get('deploy'):
         raise CheckpointError(f'{config} already sets deploy=True: give the training config')
     model = build_model(cfg)
-    source = load_checkpoint_file(checkpoint)
-    state_dict = extract_state_dict(source)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if not k.endswith('num_batches_tracked')]
-    if missing or unexpected:
-        raise CheckpointError(f'{checkpoint} does not fit {config}: missing {missing[:5]}, '
-                              f'unexpected {unexpected[:5]}')
+    weights = load_config_checkpoint(model, checkpoint, fused=False)
     fused = 0
     for module in model.modules():
         if isinstance(module, FastViT) and not module.deploy:
             module.switch_to_deploy()
             fused += 1
-    meta = dict(source.get('meta', {}) if isinstance(source, dict) else {})
-    with open(checkpoint, 'rb') as f:
-        meta.update(reparameterized_from=osp.basename(checkpoint),
-                    source_sha256=hashlib.sha256(f.read()).hexdigest(), deploy=True)
+    meta = dict(weights.meta or {}, reparameterized_from=osp.basename(checkpoint),
+                source_sha256=sha256_of(weights.path), deploy=True)
     save_atomic({'meta': meta, 'state_dict': model.state_dict()}, out)
     return fused
 

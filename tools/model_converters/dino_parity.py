@@ -205,9 +205,9 @@ def main(argv=None):
         cfg = Config.fromfile(args.config)
         cfg.model.backbone.init_cfg = None
         detector = MODELS.build(cfg.model)
-        result = detector.load_state_dict(torch.load(converted, weights_only=True)['state_dict'],
-                                          strict=True)
-        print(f'converted checkpoint loads strictly into {osp.basename(args.config)} ({result})')
+        from fastervit_dense.mm.checkpoint import load_config_checkpoint
+        load_config_checkpoint(detector, converted)  # strictly, through the kit's one loader
+        print(f'converted checkpoint loads strictly into {osp.basename(args.config)}')
         detector.eval()
 
         image = random_image(height, width, seed=args.seed)

@@ -92,19 +92,9 @@ def export_model(module: nn.Module, path, shape: Sequence[int] = (320, 480),
 
 
 def load_weights(model: nn.Module, checkpoint: str):
-    """Loads a training checkpoint, or one whose FastViT backbone is already fused."""
-    from ...checkpoint import CheckpointError, extract_state_dict, load_checkpoint_file
-    state = extract_state_dict(load_checkpoint_file(checkpoint))
-    if set(state) != set(model.state_dict()) and hasattr(model.backbone, 'switch_to_deploy'):
-        model.backbone.switch_to_deploy()  # a fused checkpoint (reparameterize.py)
-    missing = sorted(set(model.state_dict()) - set(state))
-    unexpected = sorted(set(state) - set(model.state_dict()))
-    if missing or unexpected:
-        raise CheckpointError(f'{checkpoint} does not fit the model of the config: '
-                              f'{len(missing)} missing keys (e.g. {missing[:3]}), '
-                              f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}); give the '
-                              'checkpoint trained with this config')
-    model.load_state_dict(state, strict=True)
+    """Loads a training checkpoint, or one whose FastViT backbone is already fused, strictly."""
+    from ..checkpoint import load_config_checkpoint
+    load_config_checkpoint(model, checkpoint)
 
 
 def build_for_export(config, checkpoint=None) -> nn.Module:
