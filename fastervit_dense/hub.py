@@ -1,18 +1,11 @@
-"""Turning the checkpoint a user names into a local file: a local path, a URL or a Hugging Face Hub id.
-
-``/path/to/file.pth`` is used as it is. ``http(s)://.../NAME`` is downloaded once into
-``torch.hub.get_dir()/checkpoints/NAME``, where torch.hub and mmengine keep theirs (a file there is
-used without network access). ``hf-hub:OWNER/REPO[@REVISION][/FILENAME]`` is that file of the
-repository (by default ``model.safetensors``, else ``pytorch_model.bin``) in huggingface_hub's
-cache. An optional ``sha256`` is checked whatever the source: a download that differs is not kept,
-a local or cached file that differs is reported and left in place.
-
-``FASTERVIT_DENSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbids downloads. A download is atomic (a
-``.part`` file replaces the target only when complete and verified) and happens once per machine:
-processes serialise on a ``filelock`` beside the target, and in a ``torch.distributed`` job the
-processes with ``LOCAL_RANK`` 0 resolve remote sources first, the others after a barrier. Failures
-raise :class:`DownloadError` (a missing local file: :exc:`FileNotFoundError`) naming what went
-wrong and the fix. Loading this module imports only the standard library and torch.
+"""The checkpoint a user names as a local file: a path (used as it is), an ``http(s)://.../NAME``
+URL (downloaded once into ``torch.hub.get_dir()/checkpoints/NAME``, torch.hub's and mmengine's
+cache) or ``hf-hub:OWNER/REPO[@REVISION][/FILENAME]`` (that file, by default ``model.safetensors``
+else ``pytorch_model.bin``, in huggingface_hub's cache). An optional ``sha256`` is checked whatever
+the source. ``FASTERVIT_DENSE_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` forbids downloads. Downloads are
+atomic and happen once per machine (a ``filelock`` beside the target; under ``torch.distributed``
+the ``LOCAL_RANK`` 0 processes first). Failures raise :class:`DownloadError` (a missing local file:
+:exc:`FileNotFoundError`) naming the problem and the fix. See docs/checkpoints.md.
 """
 import contextlib
 import hashlib
@@ -64,11 +57,8 @@ class _HubId(NamedTuple):
 
 def resolve_checkpoint(source: Union[str, 'os.PathLike[str]'], sha256: Optional[str] = None,
                        progress: bool = True) -> str:
-    """The local path of the checkpoint ``source`` names (a path, an ``http(s)://`` URL or an
-    ``hf-hub:`` id, see the module's description), downloading it first if needed; ``sha256``: the
-    file's expected digest (64 hex digits); ``progress``: a progress bar on stderr while
-    downloading. Raises FileNotFoundError for a local path that does not exist, DownloadError
-    (InvalidSourceError for a malformed source or digest) for anything else."""
+    """The local path of the checkpoint ``source`` names, downloaded first if needed; ``sha256``:
+    its expected digest (64 hex digits); ``progress``: a bar on stderr while downloading."""
     expected = _normalize_sha256(sha256)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
@@ -142,10 +132,8 @@ def _offline_variable() -> Optional[str]:
 
 
 def _local_rank_zero_first(resolve: Callable[[], T]) -> T:
-    """``resolve()`` on the processes with ``LOCAL_RANK`` 0 first, on the others after a barrier,
-    when torch.distributed runs several processes: one process per machine fills that machine's
-    cache (mmengine orders by global rank, which leaves other machines' caches empty). A failure of
-    a first process is raised after the barrier, so the other ranks never wait forever."""
+    """``resolve()`` under torch.distributed: the ``LOCAL_RANK`` 0 processes first (one per machine
+    fills its cache), the others after a barrier, which a first process's failure still reaches."""
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return resolve()
@@ -163,8 +151,7 @@ def _local_rank_zero_first(resolve: Callable[[], T]) -> T:
 
 
 def _url_cache_path(url: str) -> str:
-    """Where the download of ``url`` is kept: torch hub's checkpoint folder, under the last
-    component of the URL's path (query and fragment dropped)."""
+    """torch hub's checkpoint folder / the last component of the URL's path."""
     name = os.path.basename(urllib.parse.urlparse(url).path)
     if name in ('', '.', '..'):
         raise InvalidSourceError(f'the URL {url!r} does not end in a file name, so it has no cache '
@@ -205,11 +192,6 @@ def _resolve_url(url: str, expected: Optional[str], progress: bool) -> str:
                      'Delete the file to download it again, or fix the sha256')
 
 
-def _open_url(url: str):
-    request = urllib.request.Request(url, headers={'User-Agent': _USER_AGENT})
-    return urllib.request.urlopen(request, timeout=_TIMEOUT_S)
-
-
 def _download(url: str, path: str, expected: Optional[str], progress: bool) -> None:
     """Streams ``url`` into ``path`` through a ``.part`` file that replaces ``path`` only when
     complete (its length the announced Content-Length) and matching ``expected``; on any failure,
@@ -230,13 +212,19 @@ def _download(url: str, path: str, expected: Optional[str], progress: bool) -> N
     try:
         with open(part, 'wb') as f:
             try:
-                with _open_url(url) as response:
+                request = urllib.request.Request(url, headers={'User-Agent': _USER_AGENT})
+                with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
                     length = response.headers.get('Content-Length')
                     total = int(length) if length and length.strip().isdigit() else None
                     with tqdm(total=total, desc=name, unit='B', unit_scale=True,
                               unit_divisor=1024, file=sys.stderr, disable=not progress) as bar:
                         for chunk in iter(lambda: response.read(_CHUNK), b''):
-                            _write(f, chunk, url, folder)
+                            try:
+                                f.write(chunk)
+                            except OSError as error:  # not a network failure
+                                raise DownloadError(f'cannot write the download of {url} to '
+                                                    f'{folder} ({error}); free some space or set '
+                                                    'TORCH_HOME to another folder') from None
                             digest.update(chunk)
                             received += len(chunk)
                             bar.update(len(chunk))
@@ -266,29 +254,17 @@ def _download(url: str, path: str, expected: Optional[str], progress: bool) -> N
         raise
 
 
-def _write(f, chunk: bytes, url: str, folder: str) -> None:
-    try:
-        f.write(chunk)
-    except OSError as error:  # raised as a DownloadError, not taken for a network failure
-        raise DownloadError(f'cannot write the download of {url} to {folder} ({error}); free some '
-                            'space or set TORCH_HOME to another folder') from None
-
-
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
 def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> str:
-    """``hf_hub_download`` of the file (or of the first default file the repository has), which
-    reads HF_HUB_OFFLINE itself; ``local_files_only`` makes it obey FASTERVIT_DENSE_OFFLINE too.
-    Its errors are passed on with the source, the cache folder and how to work offline."""
-    try:
-        import huggingface_hub
-        from huggingface_hub import errors
-    except ImportError:
-        raise DownloadError(f'{hub_id} needs the huggingface_hub package: pip install '
-                            'huggingface_hub') from None
+    """``hf_hub_download`` of the file (or of the first default file the repository has); it reads
+    HF_HUB_OFFLINE itself, ``local_files_only`` makes it obey FASTERVIT_DENSE_OFFLINE too. Its
+    errors are passed on with the source, the cache folder and how to work offline."""
+    import huggingface_hub  # a requirement of timm, so of the kit
+    from huggingface_hub import errors
     offline = _offline_variable()
     options = dict(revision=hub_id.revision, local_files_only=offline is not None)
     if not progress and 'tqdm_class' in inspect.signature(
@@ -296,56 +272,55 @@ def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> 
         options['tqdm_class'] = _silent_tqdm()
     cache = huggingface_hub.constants.HF_HUB_CACHE
     files = (hub_id.filename, ) if hub_id.filename else _HF_DEFAULT_FILES
+    not_found = (errors.EntryNotFoundError, getattr(errors, 'RemoteEntryNotFoundError', ()))
     missing = []
     for filename in files:
         try:
             path = huggingface_hub.hf_hub_download(hub_id.repo_id, filename, **options)
-        except (errors.EntryNotFoundError, getattr(errors, 'RemoteEntryNotFoundError',
-                                                   errors.EntryNotFoundError)) as error:
+            return _verified(path, expected, f'the file {path} resolved from {hub_id}',
+                             'Fix the sha256, or name the intended revision (@REVISION) or file')
+        except not_found as error:
             missing.append(error)  # this file only (not cached, or not in the repository)
-            continue
         except errors.RepositoryNotFoundError:
             problem = (f'the repository {hub_id.repo_id} does not exist on the Hugging Face Hub, '
                        'or it is private and you are not logged in (`hf auth login`, or set '
                        'HF_TOKEN)')
+            break
         except errors.RevisionNotFoundError:
             problem = f'the repository {hub_id.repo_id} has no revision {hub_id.revision!r}'
+            break
         except ValueError as error:  # huggingface_hub's HFValidationError: a bad repository id
             raise InvalidSourceError(f'invalid Hugging Face Hub source {hub_id} '
                                      f'({_describe(error).splitlines()[0]}); accepted sources: '
                                      f'{_ACCEPTED_FORMS}') from None
         except Exception as error:  # gated, disabled, HTTP and connection errors: theirs say it
             problem = f'downloading failed ({_describe(error).splitlines()[0]})'
-        else:
-            return _verified(path, expected, f'the file {path} resolved from {hub_id}',
-                             'Fix the sha256, or name the intended revision (@REVISION) or file')
-        raise DownloadError(f'cannot resolve {hub_id} ({" or ".join(files)}): {problem}. Files '
-                            f'already in the Hugging Face cache {cache} (HF_HOME) are used '
-                            'without network access; HF_HUB_OFFLINE=1 uses only those')
-    repo = f'{_HF_PREFIX}{hub_id.repo_id}' + (f'@{hub_id.revision}' if hub_id.revision else '')
-    if all(isinstance(error, errors.LocalEntryNotFoundError) for error in missing):
-        hf_offline = getattr(huggingface_hub.constants, 'is_offline_mode',
-                             lambda: huggingface_hub.constants.HF_HUB_OFFLINE)()
-        why = (f'{offline}={os.environ[offline]} is set, which forbids downloads' if offline else
-               'HF_HUB_OFFLINE=1 is set, which forbids downloads' if hf_offline else
-               f'the Hub could not be reached ({_describe(missing[-1]).splitlines()[0]})')
-        what = (f'{files[0]} of {repo} is not' if len(files) == 1 else
-                f'neither {" nor ".join(files)} of {repo} is')
-        raise DownloadError(f'cannot resolve {hub_id}: {what} in the Hugging Face cache {cache} '
-                            f'and {why}. Download it once while online (with HF_HUB_OFFLINE and '
-                            'FASTERVIT_DENSE_OFFLINE unset), or set HF_HOME to the folder whose '
-                            'hub/ cache holds it')
-    where = f'the repository {hub_id.repo_id} (revision {hub_id.revision or "main"})'
-    problem = (f'{where} has no file {hub_id.filename}; check the file name' if hub_id.filename
-               else f'{where} has neither {" nor ".join(files)}; name the file to use: '
-               f'{_HF_PREFIX}{hub_id.repo_id}/FILENAME')
-    raise DownloadError(f'cannot resolve {hub_id}: {problem} (Hugging Face cache: {cache}; '
-                        'HF_HUB_OFFLINE=1 uses only cached files)')
+            break
+    else:
+        repo = f'{_HF_PREFIX}{hub_id.repo_id}' + (f'@{hub_id.revision}' if hub_id.revision else '')
+        what = (f'neither {" nor ".join(files)} of {repo} is' if len(files) > 1 else
+                f'{files[0]} of {repo} is not')
+        if all(isinstance(error, errors.LocalEntryNotFoundError) for error in missing):
+            hf_offline = getattr(huggingface_hub.constants, 'is_offline_mode',
+                                 lambda: huggingface_hub.constants.HF_HUB_OFFLINE)()
+            why = (f'{offline}={os.environ[offline]} is set, which forbids downloads' if offline
+                   else 'HF_HUB_OFFLINE=1 is set, which forbids downloads' if hf_offline else
+                   f'the Hub could not be reached ({_describe(missing[-1]).splitlines()[0]})')
+            raise DownloadError(f'cannot resolve {hub_id}: {what} in the Hugging Face cache {cache} '
+                                f'and {why}. Download it once while online (with HF_HUB_OFFLINE '
+                                'and FASTERVIT_DENSE_OFFLINE unset), or set HF_HOME to the folder '
+                                'whose hub/ cache holds it')
+        where = f'the repository {hub_id.repo_id} (revision {hub_id.revision or "main"}) has'
+        problem = (f'{where} no file {hub_id.filename}; check the file name' if hub_id.filename
+                   else f'{where} neither {" nor ".join(files)}; name the file to use: '
+                   f'{_HF_PREFIX}{hub_id.repo_id}/FILENAME')
+    raise DownloadError(f'cannot resolve {hub_id}: {problem}. Files already '
+                        f'in the Hugging Face cache {cache} (HF_HOME) are used without network '
+                        'access; HF_HUB_OFFLINE=1 uses only those')
 
 
 def _silent_tqdm():
-    """A tqdm class whose bars are disabled: silences one call's bars, not other code's
-    (huggingface_hub's disable_progress_bars() is global)."""
+    """tqdm with bars disabled, for one call (huggingface_hub's disable_progress_bars is global)."""
     from tqdm.auto import tqdm
 
     class SilentTqdm(tqdm):
