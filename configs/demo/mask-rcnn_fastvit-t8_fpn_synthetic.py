@@ -87,3 +87,5 @@ default_hooks = dict(
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False)
+# mmdet's visualizer with labels kept apart where boxes overlap (the demo's pictures, --show-dir)
+visualizer = dict(type='LegibleDetVisualizer')

@@ -6,7 +6,8 @@ allow_failed_imports=False)``)
 * registers :class:`~fastervit_dense.FasterViT` and :class:`~fastervit_dense.FastViT` in the MODELS
   registry of mmdet and of mmseg (whichever is installed), as ``type='FasterViT'`` / ``'FastViT'``;
 * registers :class:`~.dino_head.SharedDecoderDINOHead` in mmdet's MODELS (DINO's heads shared by
-  the decoder layers, as NVlabs trained FasterViT's DINO detectors);
+  the decoder layers, as NVlabs trained FasterViT's DINO detectors) and
+  :class:`~.det_visualizer.LegibleDetVisualizer` in its VISUALIZERS (labels kept apart);
 * registers :class:`~.dataset_check.DatasetCheckHook` (datasets checked against the config),
   :class:`~.visualization.DrawPredictionsHook` (drawings that keep the images' subfolders),
   :class:`~.engine.RNGStateHook` (exact resume) and
@@ -71,6 +72,7 @@ def _forward_core_logs():
 
 register_backbones()
 if importlib.util.find_spec('mmdet') is not None:
+    from . import det_visualizer  # noqa: F401  (registers LegibleDetVisualizer in mmdet)
     from . import dino_head  # noqa: F401  (registers SharedDecoderDINOHead in mmdet)
 install_safe_checkpoint_support()
 _forward_core_logs()
