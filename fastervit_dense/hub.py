@@ -10,7 +10,6 @@ the ``LOCAL_RANK`` 0 processes first). Failures raise :class:`DownloadError` (a 
 import contextlib
 import hashlib
 import http.client
-import inspect
 import os
 import re
 import sys
@@ -46,19 +45,17 @@ class InvalidSourceError(DownloadError, ValueError):
 
 
 class _HubId(NamedTuple):
+    source: str  # as the user wrote it
     repo_id: str
     revision: Optional[str]
     filename: Optional[str]  # None: model.safetensors, else pytorch_model.bin
-
-    def __str__(self):
-        return (f'{_HF_PREFIX}{self.repo_id}' + (f'@{self.revision}' if self.revision else '')
-                + (f'/{self.filename}' if self.filename else ''))
 
 
 def resolve_checkpoint(source: Union[str, 'os.PathLike[str]'], sha256: Optional[str] = None,
                        progress: bool = True) -> str:
     """The local path of the checkpoint ``source`` names, downloaded first if needed; ``sha256``:
-    its expected digest (64 hex digits); ``progress``: a bar on stderr while downloading."""
+    its expected digest (64 hex digits); ``progress``: a bar on stderr while downloading a URL
+    (Hugging Face downloads show huggingface_hub's, which HF_HUB_DISABLE_PROGRESS_BARS=1 hides)."""
     expected = _normalize_sha256(sha256)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
@@ -70,7 +67,7 @@ def resolve_checkpoint(source: Union[str, 'os.PathLike[str]'], sha256: Optional[
         return _local_rank_zero_first(lambda: _resolve_url(source, expected, progress))
     if lowered.startswith(_HF_PREFIX):
         hub_id = _parse_hf_hub(source)
-        return _local_rank_zero_first(lambda: _resolve_hf_hub(hub_id, expected, progress))
+        return _local_rank_zero_first(lambda: _resolve_hf_hub(hub_id, expected))
     if re.match(r'^[a-z][a-z0-9+.-]*://', lowered):
         raise InvalidSourceError(f'unsupported checkpoint source {source!r}; accepted sources: '
                                  f'{_ACCEPTED_FORMS}')
@@ -102,7 +99,7 @@ def _parse_hf_hub(source: str) -> _HubId:
                                  "'hf-hub:OWNER/REPO' or 'hf-hub:OWNER/REPO/FILENAME' (owner and "
                                  'repository are Hub names: letters, digits, "-", "_", "."; a '
                                  f"revision follows '@'); accepted sources: {_ACCEPTED_FORMS}")
-    return _HubId(f'{owner}/{repo}', revision or None, '/'.join(parts[2:]) or None)
+    return _HubId(source, f'{owner}/{repo}', revision or None, '/'.join(parts[2:]) or None)
 
 
 def _normalize_sha256(sha256: Optional[str]) -> Optional[str]:
@@ -138,15 +135,10 @@ def _local_rank_zero_first(resolve: Callable[[], T]) -> T:
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return resolve()
     first = os.environ.get('LOCAL_RANK', '0').strip() in ('', '0')
-    result, error = None, None
-    if first:
-        try:
-            result = resolve()
-        except Exception as caught:  # re-raised below, after the barrier
-            error = caught
-    dist.barrier()
-    if error is not None:
-        raise error
+    try:
+        result = resolve() if first else None
+    finally:  # reached by the first processes' failures too: the others never wait forever
+        dist.barrier()
     return result if first else resolve()
 
 
@@ -259,25 +251,20 @@ def _describe(error: BaseException) -> str:
     return f'{type(error).__name__}: {text}' if text else type(error).__name__
 
 
-def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> str:
-    """``hf_hub_download`` of the file (or of the first default file the repository has); it reads
-    HF_HUB_OFFLINE itself, ``local_files_only`` makes it obey FASTERVIT_DENSE_OFFLINE too. Its
-    errors are passed on with the source, the cache folder and how to work offline."""
-    import huggingface_hub  # a requirement of timm, so of the kit
-    from huggingface_hub import errors
+def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str]) -> str:
+    """``hf_hub_download`` of the file (or of the first default file the repository has), offline
+    under either variable; its errors passed on with the source, the cache and the offline fix."""
+    from huggingface_hub import constants, errors, hf_hub_download  # a requirement of timm
     offline = _offline_variable()
     options = dict(revision=hub_id.revision, local_files_only=offline is not None)
-    if not progress and 'tqdm_class' in inspect.signature(
-            huggingface_hub.hf_hub_download).parameters:  # huggingface_hub 1.0 and later
-        options['tqdm_class'] = _silent_tqdm()
-    cache = huggingface_hub.constants.HF_HUB_CACHE
+    cache = constants.HF_HUB_CACHE
     files = (hub_id.filename, ) if hub_id.filename else _HF_DEFAULT_FILES
     not_found = (errors.EntryNotFoundError, getattr(errors, 'RemoteEntryNotFoundError', ()))
     missing = []
     for filename in files:
         try:
-            path = huggingface_hub.hf_hub_download(hub_id.repo_id, filename, **options)
-            return _verified(path, expected, f'the file {path} resolved from {hub_id}',
+            path = hf_hub_download(hub_id.repo_id, filename, **options)
+            return _verified(path, expected, f'the file {path} resolved from {hub_id.source}',
                              'Fix the sha256, or name the intended revision (@REVISION) or file')
         except not_found as error:
             missing.append(error)  # this file only (not cached, or not in the repository)
@@ -289,11 +276,7 @@ def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> 
         except errors.RevisionNotFoundError:
             problem = f'the repository {hub_id.repo_id} has no revision {hub_id.revision!r}'
             break
-        except ValueError as error:  # huggingface_hub's HFValidationError: a bad repository id
-            raise InvalidSourceError(f'invalid Hugging Face Hub source {hub_id} '
-                                     f'({_describe(error).splitlines()[0]}); accepted sources: '
-                                     f'{_ACCEPTED_FORMS}') from None
-        except Exception as error:  # gated, disabled, HTTP and connection errors: theirs say it
+        except Exception as error:  # gated, disabled, invalid id, HTTP, connection: theirs say it
             problem = f'downloading failed ({_describe(error).splitlines()[0]})'
             break
     else:
@@ -301,30 +284,16 @@ def _resolve_hf_hub(hub_id: _HubId, expected: Optional[str], progress: bool) -> 
         what = (f'neither {" nor ".join(files)} of {repo} is' if len(files) > 1 else
                 f'{files[0]} of {repo} is not')
         if all(isinstance(error, errors.LocalEntryNotFoundError) for error in missing):
-            hf_offline = getattr(huggingface_hub.constants, 'is_offline_mode',
-                                 lambda: huggingface_hub.constants.HF_HUB_OFFLINE)()
             why = (f'{offline}={os.environ[offline]} is set, which forbids downloads' if offline
-                   else 'HF_HUB_OFFLINE=1 is set, which forbids downloads' if hf_offline else
-                   f'the Hub could not be reached ({_describe(missing[-1]).splitlines()[0]})')
-            raise DownloadError(f'cannot resolve {hub_id}: {what} in the Hugging Face cache {cache} '
-                                f'and {why}. Download it once while online (with HF_HUB_OFFLINE '
-                                'and FASTERVIT_DENSE_OFFLINE unset), or set HF_HOME to the folder '
-                                'whose hub/ cache holds it')
+                   else f'the Hub could not be reached ({_describe(missing[-1]).splitlines()[0]})')
+            raise DownloadError(f'cannot resolve {hub_id.source}: {what} in the Hugging Face '
+                                f'cache {cache} and {why}. Download it once while online (with '
+                                'HF_HUB_OFFLINE and FASTERVIT_DENSE_OFFLINE unset), or set '
+                                'HF_HOME to the folder whose hub/ cache holds it')
         where = f'the repository {hub_id.repo_id} (revision {hub_id.revision or "main"}) has'
         problem = (f'{where} no file {hub_id.filename}; check the file name' if hub_id.filename
                    else f'{where} neither {" nor ".join(files)}; name the file to use: '
                    f'{_HF_PREFIX}{hub_id.repo_id}/FILENAME')
-    raise DownloadError(f'cannot resolve {hub_id}: {problem}. Files already '
-                        f'in the Hugging Face cache {cache} (HF_HOME) are used without network '
-                        'access; HF_HUB_OFFLINE=1 uses only those')
-
-
-def _silent_tqdm():
-    """tqdm with bars disabled, for one call (huggingface_hub's disable_progress_bars is global)."""
-    from tqdm.auto import tqdm
-
-    class SilentTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **dict(kwargs, disable=True))
-
-    return SilentTqdm
+    raise DownloadError(f'cannot resolve {hub_id.source}: {problem}. Files already in the Hugging '
+                        f'Face cache {cache} (HF_HOME) are used without network access; '
+                        'HF_HUB_OFFLINE=1 uses only those')
