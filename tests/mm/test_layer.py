@@ -187,7 +187,7 @@ def test_core_loading_report_reaches_mmengines_logger(official_fastervit0_checkp
         FasterViT('0').load_pretrained(str(official_fastervit0_checkpoint))
     finally:
         logger.removeHandler(handler)
-    assert any(m.startswith('FasterViT: loaded ') and '; missing 8: out_norm0.weight' in m
+    assert any(m.startswith("FasterViT(arch='0'): loaded ") and '; missing 8: out_norm0.weight' in m
                for m in messages), messages
 
 
