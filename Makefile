@@ -11,9 +11,12 @@ setup:
 setup-core:
 	@bash tools/setup_env.sh --core
 
-# The whole suite, in the full environment (core and OpenMMLab layer).
-test: setup
-	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+# The whole suite, each test once, in the environment it is written for: the OpenMMLab layer's
+# tests and the integration recipes in the full environment, the core's tests in the core's own
+# (no OpenMMLab package installed: the environment a core user has).
+test: setup setup-core
+	$(PYTHON) -m pytest tests/mm tests/integrations $(PYTEST_ARGS)
+	$(CORE_PYTHON) -m pytest tests/core $(PYTEST_ARGS)
 
 # The inner loop: everything but the slow kinds (training runs, tools in subprocesses, torchrun,
 # the demo, whole-model ONNX export); `make test` and CI run them all.

@@ -138,3 +138,34 @@ def _train_steps(model, step, watched=None, steps=3, optimizer=None):
 def train_steps():
     """``train_steps(model, step, watched=None, steps=3, optimizer=None)``: see _train_steps."""
     return _train_steps
+
+
+def _converter_command(script, *args):
+    """tools/model_converters/``script`` (fastervit2mm.py, fastvit2mm.py or convert_backbone.py)
+    run in this process through its ``main``, as its command line runs it: the exit status and
+    what it printed, like ``subprocess.run(..., capture_output=True, text=True)``. In-process
+    saves starting an interpreter per call; one test per script starts the script itself."""
+    import contextlib
+    import importlib.util
+    import io
+    import os
+    import types
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools',
+                          'model_converters')
+    spec = importlib.util.spec_from_file_location('convert_backbone',
+                                                  os.path.join(folder, 'convert_backbone.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kind = {'fastervit2mm.py': 'fastervit', 'fastvit2mm.py': 'fastvit'}.get(script)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = module.main(kind, [str(a) for a in args])
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+@pytest.fixture
+def converter_command():
+    return _converter_command

@@ -16,6 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_tool(script, *args):
+    """The converter script started as a user starts it (one test per script; the others call its
+    command line in-process, ``converter_command`` in tests/conftest.py)."""
     return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'model_converters', script),
                            *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
@@ -91,7 +93,7 @@ def test_direct_loading_logs_counts_and_missing_output_norms(official_fastervit0
     assert report['loaded'] == len(model.state_dict()) - 8
 
 
-def test_ema_weights_and_module_prefix(tmp_path):
+def test_ema_weights_and_module_prefix(tmp_path, converter_command):
     source = randomize_(official_fastervit('0', (224, 224)), seed=4)
     ema = {k: v + 1 if v.is_floating_point() else v for k, v in source.state_dict().items()}
     path = tmp_path / 'with_ema.pth.tar'
@@ -99,7 +101,7 @@ def test_ema_weights_and_module_prefix(tmp_path):
                 'state_dict_ema': ema}, path)
     for flag, expected in (([], source.state_dict()), (['--ema'], ema)):
         dst = tmp_path / f'out{len(flag)}.pth'
-        assert run_tool('fastervit2mm.py', path, dst, *flag).returncode == 0
+        assert converter_command('fastervit2mm.py', path, dst, *flag).returncode == 0
         weight = torch.load(dst, weights_only=True)['state_dict']['patch_embed.conv_down.0.weight']
         assert torch.equal(weight, expected['patch_embed.conv_down.0.weight'])
 
@@ -113,7 +115,7 @@ def test_224_weights_load_into_other_windows_and_carrier_sizes(official_fastervi
         assert all(torch.isfinite(o).all() for o in outs)
 
 
-def test_another_variant_is_an_error_naming_shapes_and_variant(tmp_path):
+def test_another_variant_is_an_error_naming_shapes_and_variant(tmp_path, converter_command):
     path = save_official_checkpoint(official_fastervit('1', (224, 224)), tmp_path / 'fvit1.pth.tar')
     with pytest.raises(CheckpointError) as info:
         pretrained(FasterViT, path, arch='0')
@@ -121,7 +123,7 @@ def test_another_variant_is_an_error_naming_shapes_and_variant(tmp_path):
     assert "does not fit FasterViT(arch='0'): " in text and 'tensors with other shapes' in text
     assert 'patch_embed.conv_down.0.weight: checkpoint (32, 3, 3, 3) vs model (64, 3, 3, 3)' in text
     assert "look like arch '1'" in text
-    result = run_tool('fastervit2mm.py', path, tmp_path / 'x.pth', '--arch', '0')
+    result = converter_command('fastervit2mm.py', path, tmp_path / 'x.pth', '--arch', '0')
     assert result.returncode == 1 and "look like arch '1'" in result.stderr
     assert not (tmp_path / 'x.pth').exists()
 
@@ -151,7 +153,8 @@ def _timm_features(path, x):
 
 @pytest.mark.parametrize('layout', ['apple', 'apple_reparam', 'timm_safetensors', 'timm_bin',
                                     'mobileclip', 'features_only'])
-def test_fastvit_layouts_convert_and_load_directly(fastvit_sa12, tmp_path, layout):
+def test_fastvit_layouts_convert_and_load_directly(fastvit_sa12, tmp_path, layout,
+                                                   converter_command):
     import copy
 
     from timm.utils.model import reparameterize_model
@@ -189,7 +192,8 @@ def test_fastvit_layouts_convert_and_load_directly(fastvit_sa12, tmp_path, layou
     tolerance = 1e-4 if fused else 1e-5
     direct = pretrained(FastViT, path, arch='sa12', deploy=fused)
     dst = tmp_path / 'converted.pth'
-    result = run_tool('fastvit2mm.py', path, dst)
+    # the script itself once; its command line in-process for the other layouts
+    result = (run_tool if layout == 'apple' else converter_command)('fastvit2mm.py', path, dst)
     assert result.returncode == 0, result.stderr
     assert 'arch: sa12 (inferred)' in result.stdout
     converted = pretrained(FastViT, dst, arch='sa12', deploy=fused)
@@ -220,7 +224,8 @@ def test_fastvit_wrong_variant_names_the_variant(fastvit_sa12):
 
 
 # ------------------------------------------------------------------------------------ safety
-def test_unpickling_code_is_refused_on_every_path(hostile_checkpoint, tmp_path):
+def test_unpickling_code_is_refused_on_every_path(hostile_checkpoint, tmp_path,
+                                                 converter_command):
     path, marker = hostile_checkpoint
     with pytest.raises(CheckpointError, match=r'refused to load .*hostile.pth.*could run code'):
         load_checkpoint_file(path)
@@ -229,19 +234,20 @@ def test_unpickling_code_is_refused_on_every_path(hostile_checkpoint, tmp_path):
             pretrained(cls, path, arch=arch)
     for script in ('fastervit2mm.py', 'fastvit2mm.py'):
         dst = tmp_path / f'{script}.out'
-        result = run_tool(script, path, dst)
+        result = converter_command(script, path, dst)
         assert result.returncode == 1 and 'refused to load' in result.stderr
         assert not dst.exists()
     assert not marker.exists()
     assert not any(p.name.endswith('.tmp') for p in tmp_path.iterdir())
 
 
-def test_truncated_file_is_named_and_nothing_is_written(truncated_checkpoint, tmp_path):
+def test_truncated_file_is_named_and_nothing_is_written(truncated_checkpoint, tmp_path,
+                                                       converter_command):
     with pytest.raises(CheckpointError, match=r'cannot read checkpoint .*truncated.pth.tar.*'
                                               r'truncated or corrupted'):
         pretrained(FasterViT, truncated_checkpoint, arch='0')
     dst = tmp_path / 'out.pth'
-    result = run_tool('fastervit2mm.py', truncated_checkpoint, dst)
+    result = converter_command('fastervit2mm.py', truncated_checkpoint, dst)
     assert result.returncode == 1 and 'truncated or corrupted' in result.stderr
     assert not dst.exists()
 

@@ -110,8 +110,8 @@ class _RunsCode:
         return (open, (self.marker, 'w'))
 
 
-@pytest.mark.subprocess
-def test_sha256_through_init_cfg_and_the_converter(server, tmp_path, torch_home):
+def test_sha256_through_init_cfg_and_the_converter(server, tmp_path, torch_home,
+                                                   converter_command):
     source = tmp_path / 'fastvit_t8.pth'
     torch.save(timm_fastvit('t8', seed=3).state_dict(), source)
     url = server.add('/fastvit_t8.pth', source.read_bytes())
@@ -121,15 +121,11 @@ def test_sha256_through_init_cfg_and_the_converter(server, tmp_path, torch_home)
         model.init_weights()
     assert not (torch_home / 'fastvit_t8.pth').exists()
     dst = tmp_path / 'converted.pth'
-    result = subprocess.run([sys.executable, 'tools/model_converters/fastvit2mm.py', url, str(dst),
-                             '--sha256', wrong], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300, env=dict(os.environ))
+    result = converter_command('fastvit2mm.py', url, dst, '--sha256', wrong)
     assert result.returncode == 1 and 'does not match the expected sha256' in result.stderr
     assert not dst.exists()
     right = hashlib.sha256(source.read_bytes()).hexdigest()
-    result = subprocess.run([sys.executable, 'tools/model_converters/fastvit2mm.py', url, str(dst),
-                             '--sha256', right], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300, env=dict(os.environ))
+    result = converter_command('fastvit2mm.py', url, dst, '--sha256', right)
     assert result.returncode == 0, result.stderr[-2000:]
     assert torch.load(dst, weights_only=True)['meta']['source_sha256'] == right
 
