@@ -21,7 +21,7 @@ import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -223,8 +223,9 @@ class FitReport:
     unexpected: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
     unexpected_ok: bool = True
-    #: the preset the weights look like, when the adapter can tell
-    guess: Optional[str] = None
+    #: tells the preset the weights look like (asked only for an error message: for FastViT it
+    #: builds every preset's shapes)
+    guess_arch: Optional[Callable[[], Optional[str]]] = field(default=None, repr=False)
     #: the local file read
     path: Optional[str] = None
     #: every model tensor the checkpoint lacks, BatchNorm counters included
@@ -252,8 +253,9 @@ class FitReport:
                     f'keys start {_names(self.unexpected + self.skipped, 5)})')
         else:
             text = f'{self.source} does not fit {self.target}: ' + '; '.join(self.problems)
-        if self.guess:
-            text += f'; the weights look like arch {self.guess!r}'
+        guess = self.guess_arch() if self.guess_arch else None
+        if guess:
+            text += f'; the weights look like arch {guess!r}'
         return text + (f'; {hint}' if hint else '')
 
     def check(self, hint: str = '') -> 'FitReport':
@@ -298,7 +300,7 @@ def fit(state_dict, own, source: str, target: str, adapter: Optional[CheckpointA
         unexpected=[k for k in state_dict if k not in own and k not in skipped],
         unexpected_ok=unexpected_ok if unexpected_ok is not None else
         bool(adapter and adapter.unexpected_ok),
-        guess=adapter.guess_arch(state_dict) if adapter else None)
+        guess_arch=(lambda: adapter.guess_arch(state_dict)) if adapter else None)
 
 
 def load_fitted(model: torch.nn.Module, state_dict, report: FitReport, hint: str = ''
