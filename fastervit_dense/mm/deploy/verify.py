@@ -15,8 +15,8 @@ The reference is the framework's ``test_step`` on the image as given (``img_shap
   cannot decide the detections: the exported detections are compared with mmdet's RoI head run
   on the proposals that the exported graph's RPN post-processing computes
   (:meth:`TwoStageExport.proposals`, run eagerly on mmdet's features), and those proposals with
-  mmdet's own RPN (:func:`two_stage_references`: the features computed once for all three). A proposal on one side only is a tie when
-  it sits at an RPN cut-off: a kept proposal of the other side overlaps it beyond the NMS
+  mmdet's own RPN (:func:`two_stage_references`: the features computed once for all three). A
+  proposal on one side only is a tie when it sits at an RPN cut-off: a kept proposal of the other side overlaps it beyond the NMS
   threshold and scores within :data:`PROPOSAL_TIE` of it (mmdet ranks by float32 sigmoid scores,
   which saturate near 1, the file by logits), its overlap with a kept proposal is within
   :data:`NMS_TOLERANCE` of the threshold, it falls off the end of a full list, or it overlaps
@@ -37,10 +37,11 @@ import numpy as np
 import torch
 
 __all__ = ['random_image', 'BOX_IOU', 'SCORE_TOLERANCE', 'MASK_IOU', 'PIXEL_AGREEMENT',
-           'NMS_TOLERANCE', 'PROPOSAL_TIE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED', 'Cutoffs',
-           'detection_cutoffs', 'framework_detections', 'two_stage_references',
-           'framework_seg_logits', 'match_detections', 'match_proposals', 'segmentation_agreement', 'run_onnx', 'format_report',
-           'summarize', 'first_test_images', 'verification_images', 'verify_export']
+           'NMS_TOLERANCE', 'PROPOSAL_TIE', 'LOGIT_TOLERANCE', 'LOGIT_TIE', 'MIN_COMPARED',
+           'Cutoffs', 'detection_cutoffs', 'framework_detections', 'two_stage_references',
+           'framework_seg_logits', 'match_detections', 'match_proposals',
+           'segmentation_agreement', 'run_onnx', 'format_report', 'summarize',
+           'first_test_images', 'verification_images', 'verify_export']
 
 BOX_IOU = 0.98
 SCORE_TOLERANCE = 2e-3
