@@ -12,16 +12,16 @@ The reference is the framework's ``test_step`` on the image as given (``img_shap
   within :data:`NMS_TOLERANCE` of the NMS threshold. Ties are counted and reported apart; any
   other detection on one side only is a disagreement.
 * **Two-stage detectors** are compared stage by stage, so that a tie among the RPN's proposals
-  cannot decide the detections: the exported detections are compared with mmdet's RoI head run
-  on the proposals that the exported graph's RPN post-processing computes
+  cannot decide the detections: the exported detections are compared with mmdet's RoI head run on
+  the proposals that the exported graph's RPN post-processing computes
   (:meth:`TwoStageExport.proposals`, run eagerly on mmdet's features), and those proposals with
   mmdet's own RPN (:func:`two_stage_references`: the features computed once for all three). A
-  proposal on one side only is a tie when it sits at an RPN cut-off: a kept proposal of the other side overlaps it beyond the NMS
-  threshold and scores within :data:`PROPOSAL_TIE` of it (mmdet ranks by float32 sigmoid scores,
-  which saturate near 1, the file by logits), its overlap with a kept proposal is within
-  :data:`NMS_TOLERANCE` of the threshold, it falls off the end of a full list, or it overlaps
-  beyond the threshold a proposal on one side only for such a reason (what one kept, the other
-  suppressed by another).
+  proposal on one side only is a tie when it sits at an RPN cut-off: a kept proposal of the other
+  side overlaps it beyond the NMS threshold and scores within :data:`PROPOSAL_TIE` of it (mmdet
+  ranks by float32 sigmoid scores, which saturate near 1, the file by logits), its overlap with a
+  kept proposal is within :data:`NMS_TOLERANCE` of the threshold, it falls off the end of a full
+  list, or it overlaps beyond the threshold a proposal on one side only for such a reason (what
+  one kept, the other suppressed by another).
 * **Segmentors.** The logits agree within :data:`LOGIT_TOLERANCE` of their scale, and the argmax
   on >= :data:`PIXEL_AGREEMENT` of the pixels; a pixel whose two candidate classes are within
   :data:`LOGIT_TIE` in the reference is a tie and counted apart.
