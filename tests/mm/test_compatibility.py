@@ -41,9 +41,8 @@ def test_state_dict_keys_and_shapes_are_those_of_version_0_1_0(name):
     assert bool(unbuilt) == (name == 'fastvit-mci3')
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize('kind', ['fastervit', 'fastvit'])
-def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind):
+def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind, converter_command):
     expected = json.load(open(os.path.join(FIXTURES, 'converted.json')))[kind]
     if kind == 'fastervit':
         src = save_official_checkpoint(randomize_(official_fastervit('0', (224, 224)), seed=1),
@@ -52,8 +51,7 @@ def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind):
         src = tmp_path / 'fastvit_t8.pth'
         torch.save(timm_fastvit('t8', seed=2).state_dict(), src)
     dst = tmp_path / 'converted.pth'
-    result = subprocess.run([sys.executable, f'tools/model_converters/{kind}2mm.py', str(src),
-                             str(dst)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = converter_command(f'{kind}2mm.py', src, dst)
     assert result.returncode == 0, result.stderr[-2000:]
     saved = torch.load(dst, weights_only=True)
     meta = {k: v for k, v in saved['meta'].items() if k != 'source_sha256'}
@@ -65,9 +63,14 @@ def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind):
         assert tensors[key][1] == pytest.approx(total, rel=1e-9, abs=1e-9), key
 
 
-def _run(*args, timeout=600):
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=timeout)
+def _run(*args, timeout=600, script_command=None):
+    """``python ARGS`` from the repository root: in a new interpreter, or in this process through
+    ``script_command`` (tests/conftest.py)."""
+    if script_command is None:
+        result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                                cwd=ROOT, timeout=timeout)
+    else:
+        result = script_command(*args)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     return result.stdout + result.stderr
 
@@ -137,17 +140,22 @@ print(f'mIoU by hand: {100 * (intersection[present] / union[present]).mean():.2f
 
 @pytest.mark.subprocess
 @pytest.mark.training
-def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, tmp_path):
+def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, tmp_path,
+                                                                       script_command):
     """mmseg's route through the kit's tools: test the old checkpoint (its mIoU is the one its
     own predictions give, counted by hand), then resume training from it (its generator states
-    and message hub are read with weights_only=True)."""
+    and message hub are read with weights_only=True). The test tool starts as a user starts it;
+    the count by hand and the resumed training run in this process (tests/mm/test_resume.py
+    starts the train tool)."""
     output = _run('tools/test.py', CONFIG, os.path.join(FIXTURES, 'iter_2.pth'), '--work-dir',
                   tmp_path / 'test', '--cfg-options', *_data_options(tiny_data),
                   'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
     reported = re.findall(r'\bmIoU: ([0-9.]+)', output)
     assert len(reported) == 1, output[-2000:]
-    by_hand = _run('-c', _MIOU_BY_HAND, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
-                   tiny_data / 'ade')
+    script = tmp_path / 'miou_by_hand.py'
+    script.write_text(_MIOU_BY_HAND)
+    by_hand = _run(script, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'), tiny_data / 'ade',
+                   script_command=script_command)
     expected = re.search(r'mIoU by hand: ([0-9.]+)', by_hand).group(1)
     assert float(reported[0]) == pytest.approx(float(expected), abs=0.011), (reported, expected)
     assert 0 < float(expected) < 100
@@ -157,5 +165,5 @@ def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, 
          os.path.join(FIXTURES, 'iter_2.pth'), '--cfg-options', *_data_options(tiny_data),
          'train_cfg.max_iters=3', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=3',
          'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False')
+         'train_dataloader.persistent_workers=False', script_command=script_command)
     assert (work_dir / 'iter_3.pth').exists()

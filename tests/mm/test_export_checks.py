@@ -93,10 +93,13 @@ def test_a_wrong_export_fails_verification(kind, wrong, request, tmp_path):
     assert summarize(reports) == '1 of 1 comparisons disagree', (wrong, reports)
 
 
-def run(tool, *args, cwd=ROOT):
-    result = subprocess.run([sys.executable, tool, *map(str, args)], capture_output=True,
-                            text=True, cwd=cwd, timeout=900)
-    return result
+def run(tool, *args, cwd=ROOT, script_command=None):
+    """``python TOOL ARGS`` from ``cwd``: in a new interpreter, or in this process through
+    ``script_command`` (tests/conftest.py)."""
+    if script_command is not None:
+        return script_command(tool, *args, cwd=cwd)
+    return subprocess.run([sys.executable, tool, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=900)
 
 
 def data_options(data_root, kind):
@@ -107,13 +110,14 @@ def data_options(data_root, kind):
     return ['--cfg-options', f'test_dataloader.dataset.data_root={data_root}/ade/']
 
 
-@pytest.mark.subprocess
-@pytest.mark.parametrize('kind', ['det', 'seg'])
+@pytest.mark.parametrize('kind', [pytest.param('det', marks=pytest.mark.subprocess), 'seg'])
 def test_exported_models_score_the_configs_metric_as_pytorch_does(
-        kind, detector, segmentor, mask_rcnn_weights, segmentor_checkpoint, tiny_data, tmp_path):
+        kind, detector, segmentor, mask_rcnn_weights, segmentor_checkpoint, tiny_data, tmp_path,
+        script_command):
     """``test_onnx.py`` on the demo pair: the config's dataloader and evaluator through the file
     on onnxruntime and OpenVINO and through mmdet's / mmseg's own inference; every metric equal
-    within 0.1 points, on a model that has learnt something."""
+    within 0.1 points, on a model that has learnt something. The detector's run starts the tool
+    as a user does; the segmentor's runs it in this process."""
     if kind == 'det':
         config, model = DEMO, detector[1]
         checkpoint = tmp_path / 'detector.pth'
@@ -123,7 +127,8 @@ def test_exported_models_score_the_configs_metric_as_pytorch_does(
     path = exported(model, tmp_path / 'model.onnx')
     result = run(TEST_ONNX, config, path, '--checkpoint', checkpoint, '--runtime', 'onnxruntime',
                  'openvino', '--threads', '1', '--out', tmp_path / 'result.json',
-                 *data_options(tiny_data, kind))
+                 *data_options(tiny_data, kind),
+                 script_command=script_command if kind == 'seg' else None)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     table = lines[max(i for i, line in enumerate(lines) if line.startswith('metric ')):]
@@ -147,17 +152,17 @@ def test_exported_models_score_the_configs_metric_as_pytorch_does(
         assert results[runtime]['images'] == 4 and results[runtime]['ms_per_image'] > 0
 
 
-@pytest.mark.subprocess
 def test_the_export_command_keeps_a_failed_file_aside(detector, mask_rcnn_weights, tiny_data,
-                                                      tmp_path):
+                                                      tmp_path, script_command):
     """A detector that keeps nothing (its score threshold above any softmax score), on random
     images (the config's data is not under the working folder): nothing compared, so the file is
     kept beside OUT under a name that says it failed; a trained checkpoint on the test images
     passes and the file lands at OUT; ``--verify none`` writes without verifying, and says so."""
     out = tmp_path / 'model.onnx'
     failed = tmp_path / 'model.failed-verification.onnx'
-    result = run(EXPORT, DEMO, out, '--cfg-options', 'model.test_cfg.rcnn.score_thr=1.0',
-                 cwd=tmp_path)
+    here = dict(cwd=tmp_path, script_command=script_command)  # export_onnx.py is started as a
+    # user starts it by tests/mm/test_export_models.py
+    result = run(EXPORT, DEMO, out, '--cfg-options', 'model.test_cfg.rcnn.score_thr=1.0', **here)
     assert result.returncode == 1, result.stdout + result.stderr[-2000:]
     assert 'random images: the config\'s test images could not be read' in result.stdout
     assert 'verification failed: nothing compared: 0 detections' in result.stderr
@@ -168,13 +173,13 @@ def test_the_export_command_keeps_a_failed_file_aside(detector, mask_rcnn_weight
     checkpoint = tmp_path / 'detector.pth'
     torch.save({'state_dict': mask_rcnn_weights, 'meta': {}}, checkpoint)
     result = run(EXPORT, DEMO, out, '--checkpoint', checkpoint, *data_options(tiny_data, 'det'),
-                 cwd=tmp_path)
+                 **here)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "on the first 3 image(s) of the config's test set" in result.stdout
     assert 'verified: the exported model agrees with mmdet in 9 comparisons' in result.stdout
     assert out.exists()
 
     out.unlink()
-    result = run(EXPORT, DEMO, out, '--verify', 'none', cwd=tmp_path)
+    result = run(EXPORT, DEMO, out, '--verify', 'none', **here)
     assert result.returncode == 0 and out.exists(), result.stderr[-2000:]
     assert f'written: {out} (not verified: --verify none)' in result.stdout

@@ -109,15 +109,15 @@ def assert_clear_cut_offs(model, sizes):
             'detections are kept; draw them with another seed')
 
 
-def test_dino_4scale_from_the_command_line(tmp_path):
+def test_dino_4scale_from_the_command_line(tmp_path, script_command):
+    """The export tool run in this process (test_segmentor_from_the_command_line_prints_agreement
+    starts it in a new interpreter)."""
     checkpoint, out = tmp_path / 'dino.pth', tmp_path / 'dino.onnx'
     model = random_dino(DINO4)
     assert_clear_cut_offs(model, SIZES)
     torch.save({'state_dict': model.state_dict()}, checkpoint)
-    result = subprocess.run([sys.executable, TOOL, DINO4, str(out), '--checkpoint', str(checkpoint),
-                             '--shape', '256', '320',
-                             '--verify', ','.join(f'{h}x{w}' for h, w in SIZES)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = script_command(TOOL, DINO4, out, '--checkpoint', checkpoint, '--shape', '256', '320',
+                            '--verify', ','.join(f'{h}x{w}' for h, w in SIZES))
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if 'exported detections match' in line]
     print(result.stdout)
@@ -189,10 +189,8 @@ def test_segmentor_from_the_command_line_prints_agreement(tmp_path):
     assert len(shares) == 2 and min(shares) >= 99.5, result.stdout
 
 
-def test_unsupported_model_and_bad_sizes_are_named(tmp_path):
-    result = subprocess.run([sys.executable, TOOL, DINO4, str(tmp_path / 'x.onnx'),
-                             '--verify', '300by400'], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300)
+def test_unsupported_model_and_bad_sizes_are_named(tmp_path, script_command):
+    result = script_command(TOOL, DINO4, tmp_path / 'x.onnx', '--verify', '300by400')
     assert result.returncode != 0 and 'give sizes as HxW' in result.stderr
     assert not (tmp_path / 'x.onnx').exists()
     from mmdet.registry import MODELS

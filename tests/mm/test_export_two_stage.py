@@ -216,23 +216,20 @@ def test_cascade_mask_rcnn_exports_and_agrees_with_mmdet(mask_rcnn_weights, tiny
     check_agreement(model, path, names, sizes=SIZES[1:])
 
 
-def test_mask_rcnn_from_the_command_line(mask_rcnn_weights, tmp_path):
+def test_mask_rcnn_from_the_command_line(mask_rcnn_weights, tmp_path, script_command):
     """``export_onnx.py CONFIG OUT --checkpoint CKPT --image IMG --verify ...`` with the training
     checkpoint (unfused): exports fused and prints the agreement with mmdet at the image's own size
-    and at each size asked."""
-    import subprocess
-    import sys
-
+    and at each size asked (run in this process; test_export_models.py starts the tool in a new
+    interpreter)."""
     import mmcv
     checkpoint, image_path = tmp_path / 'mask_rcnn.pth', tmp_path / 'shapes.png'
     torch.save({'state_dict': mask_rcnn_weights, 'meta': {}}, checkpoint)
     image = drawn_image(320, 480, seed=3)[0].permute(1, 2, 0).numpy().astype(np.uint8)
     mmcv.imwrite(image, str(image_path))
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py'), DEMO,
-         str(tmp_path / 'mask_rcnn.onnx'), '--checkpoint', str(checkpoint), '--shape', '256', '320',
-         '--image', str(image_path), '--verify', ','.join(f'{h}x{w}' for h, w in SIZES)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = script_command(
+        os.path.join(ROOT, 'tools', 'deployment', 'export_onnx.py'), DEMO,
+        tmp_path / 'mask_rcnn.onnx', '--checkpoint', checkpoint, '--shape', '256', '320',
+        '--image', image_path, '--verify', ','.join(f'{h}x{w}' for h, w in SIZES))
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if 'exported detections match' in line]
     assert len(lines) == 3, result.stdout  # the image at its own size and at the two asked

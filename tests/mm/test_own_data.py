@@ -93,14 +93,13 @@ def checkout(tmp_path):
     return tmp_path
 
 
-def run_walkthrough(name, cwd) -> str:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(  # this checkout's kit
-        filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+def run_walkthrough(name, cwd, script_command) -> str:
+    """The walkthrough's commands, each ``python SCRIPT ...`` run in this process from ``cwd``
+    (the train tool is started as a user starts it by the last test of this file)."""
     output = ''
     for command in walkthrough(name):
         assert command[0] == 'python'
-        result = subprocess.run([sys.executable, *command[1:]], cwd=cwd, env=env,
-                                capture_output=True, text=True, timeout=900)
+        result = script_command(*command[1:], cwd=cwd)
         output += result.stdout + result.stderr
         assert result.returncode == 0, (command, output[-4000:])
     return output
@@ -135,11 +134,10 @@ def assert_verified_and_evaluated(output: str, work, framework: str):
 
 
 @pytest.mark.training
-@pytest.mark.subprocess
 @pytest.mark.export
-def test_detection_walkthrough_trains_evaluates_draws_and_exports(checkout):
+def test_detection_walkthrough_trains_evaluates_draws_and_exports(checkout, script_command):
     own_instances(str(checkout / 'data'), subfolders=True)
-    output = run_walkthrough('detection', checkout)
+    output = run_walkthrough('detection', checkout, script_command)
     work = checkout / 'work_dirs' / 'my_instances'
     assert (work / 'iter_20.pth').exists()
     assert re.search(r'coco/segm_mAP: [0-9.]+', output), output[-2000:]
@@ -150,11 +148,10 @@ def test_detection_walkthrough_trains_evaluates_draws_and_exports(checkout):
 
 
 @pytest.mark.training
-@pytest.mark.subprocess
 @pytest.mark.export
-def test_segmentation_walkthrough_trains_evaluates_draws_and_exports(checkout):
+def test_segmentation_walkthrough_trains_evaluates_draws_and_exports(checkout, script_command):
     own_semantic(str(checkout / 'data'), subfolders=True)
-    output = run_walkthrough('segmentation', checkout)
+    output = run_walkthrough('segmentation', checkout, script_command)
     work = checkout / 'work_dirs' / 'my_semantic'
     assert (work / 'iter_20.pth').exists()
     assert re.search(r'\bmIoU: [0-9.]+', output), output[-2000:]

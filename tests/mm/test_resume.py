@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.training]
+pytestmark = pytest.mark.training
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,6 +65,21 @@ def finish(process):
     return output
 
 
+def train_here(script_command, work_dir, root, *extra):
+    """tools/train.py run to its end in this process, on one thread as the started runs (whose
+    losses it is compared with) have: saves the interpreter's imports."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = script_command('tools/train.py', SEG, '--work-dir', work_dir, *extra,
+                                *options(root, 6), env=dict(OMP_NUM_THREADS='1'))
+    finally:
+        torch.set_num_threads(before)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout + result.stderr
+
+
 def descendants(pid):
     """Every process below ``pid`` (torchrun starts its workers in sessions of their own, so a
     process-group kill would miss them)."""
@@ -101,8 +116,11 @@ def kill_after_checkpoint(process, work_dir, name='iter_3.pth'):
     assert (work_dir / name).exists(), open(process.log_path).read()[-3000:]
 
 
-def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path):
-    finish(train(tmp_path / 'whole', tiny_data))
+@pytest.mark.subprocess
+def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path, script_command):
+    """The run that is killed is started as a user starts it; the whole run, the resumed one and
+    the control run in this process."""
+    train_here(script_command, tmp_path / 'whole', tiny_data)
     reference = losses(tmp_path / 'whole')
     assert sorted(reference) == [1, 2, 3, 4, 5, 6]
 
@@ -114,7 +132,8 @@ def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path):
     saved = tmp_path / 'iter_3_copy.pth'  # the resumed run keeps only its newest checkpoint
     shutil.copy(checkpoint, saved)
 
-    output = finish(train(tmp_path / 'interrupted', tiny_data, '--resume', str(checkpoint)))
+    output = train_here(script_command, tmp_path / 'interrupted', tiny_data, '--resume',
+                        checkpoint)
     assert 'Advance dataloader 3 steps' in output
     after = losses(tmp_path / 'interrupted')
     for step in (4, 5, 6):
@@ -127,10 +146,11 @@ def test_killed_run_resumes_with_identical_losses(tiny_data, tmp_path):
     state = torch.load(saved, weights_only=True)
     del state['rng_states']
     torch.save(state, stripped)
-    finish(train(tmp_path / 'control', tiny_data, '--resume', str(stripped)))
+    train_here(script_command, tmp_path / 'control', tiny_data, '--resume', stripped)
     assert losses(tmp_path / 'control')[4] != reference[4]
 
 
+@pytest.mark.subprocess
 @pytest.mark.distributed
 def test_killed_torchrun_run_resumes_with_identical_losses(tiny_data, tmp_path):
     """Two processes (torchrun, gloo) with a different seed per process: only the main process

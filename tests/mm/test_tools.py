@@ -7,18 +7,30 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.subprocess
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
 
 
 def run(*args, timeout=900, env=None):
+    """``python ARGS`` in a new interpreter, from the repository root."""
     result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
                             cwd=ROOT, timeout=timeout, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
+
+
+@pytest.fixture
+def run_here(script_command):
+    """``python SCRIPT ARGS`` run in this process (tests/conftest.py ``_script_command``), for the
+    tests of what a tool does; the train, test and reparameterize tools are each started in a new
+    interpreter by another test (tests/mm/test_resume.py, test_compatibility.py and
+    ``test_reparameterize_refuses_a_fasterVit_config``)."""
+    def run_here(script, *args):
+        result = script_command(script, *args)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout + result.stderr
+    return run_here
 
 
 def data_options(root, kind):
@@ -45,9 +57,10 @@ def short(iters):
 @pytest.mark.training
 @pytest.mark.parametrize('kind,config,metric', [('det', DET, 'coco/bbox_mAP'),
                                                 ('seg', SEG, 'mIoU')])
-def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind, config, metric):
+def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind, config, metric,
+                                                      run_here):
     work_dir = tmp_path / 'work'
-    run('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
+    run_here('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
         *data_options(tiny_data, kind), *short(3))
     checkpoint = work_dir / 'iter_3.pth'
     assert checkpoint.exists()
@@ -60,8 +73,8 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
     found = non_torch_globals(checkpoint)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
     assert 'builtins.getattr' not in found and found <= allowed, found - allowed
-    output = run('tools/test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
-                 '--cfg-options', *data_options(tiny_data, kind), *short(3))
+    output = run_here('tools/test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
+                      '--cfg-options', *data_options(tiny_data, kind), *short(3))
     assert metric in output
     if kind == 'det':
         assert 'segm_mAP_copypaste' in output
@@ -69,6 +82,7 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
 
 @pytest.mark.distributed
 @pytest.mark.training
+@pytest.mark.subprocess
 def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path):
     work_dir = tmp_path / 'dist'
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -80,6 +94,7 @@ def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path):
     assert "'backend': 'gloo'" in output or 'backend: gloo' in output or 'gloo' in output
 
 
+@pytest.mark.subprocess
 def test_get_flops_reports_parameters_and_flops():
     output = run('tools/analysis_tools/get_flops.py', SEG, '--shape', '256', '320')
     assert 'Input shape: (3, 256, 320)' in output
@@ -87,7 +102,7 @@ def test_get_flops_reports_parameters_and_flops():
 
 
 @pytest.mark.training
-def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
+def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path, run_here):
     """A detector checkpoint saved by training becomes a fused one that the test tool runs with
     the one-line deploy change, with the same predictions."""
     import torch
@@ -95,13 +110,14 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
     work_dir = tmp_path / 'work'
-    output = run('tools/train.py', DET, '--work-dir', work_dir, '--amp', '--cfg-options',
-                 *data_options(tiny_data, 'det'), *short(2))
+    output = run_here('tools/train.py', DET, '--work-dir', work_dir, '--amp', '--cfg-options',
+                      *data_options(tiny_data, 'det'), *short(2))
     # --amp without a GPU: bfloat16 over the backbone and neck (the heads call mmcv's float32
     # CPU operators, which a whole-model autocast breaks)
     assert "type='CPUAmpOptimWrapper'" in output and "autocast_modules=[" in output
     fused_path = tmp_path / 'fused.pth'
-    output = run('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth', fused_path)
+    output = run_here('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth',
+                      fused_path)
     assert 'model.backbone.deploy=True' in output
 
     import fastervit_dense.mm  # noqa: F401
@@ -124,11 +140,13 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path):
     with torch.no_grad():
         for a, b in zip(models[0].extract_feat(x), models[1].extract_feat(x)):
             assert (a - b).abs().max() <= 1e-4 * a.abs().max()
-    output = run('tools/test.py', DET, fused_path, '--work-dir', tmp_path / 'test', '--cfg-options',
-                 'model.backbone.deploy=True', *data_options(tiny_data, 'det'), *short(2))
+    output = run_here('tools/test.py', DET, fused_path, '--work-dir', tmp_path / 'test',
+                      '--cfg-options', 'model.backbone.deploy=True',
+                      *data_options(tiny_data, 'det'), *short(2))
     assert 'coco/bbox_mAP' in output
 
 
+@pytest.mark.subprocess
 def test_reparameterize_refuses_a_fasterVit_config(tmp_path):
     result = subprocess.run([sys.executable, 'tools/deployment/reparameterize.py', SEG,
                              tmp_path / 'missing.pth', tmp_path / 'out.pth'],
@@ -138,6 +156,7 @@ def test_reparameterize_refuses_a_fasterVit_config(tmp_path):
     assert not (tmp_path / 'out.pth').exists()
 
 
+@pytest.mark.subprocess
 def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
     out = tmp_path / 'bench'
     output = run('tools/analysis_tools/benchmark_backbones.py', '--backbones', 'fastervit-0',
@@ -153,6 +172,7 @@ def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
     assert record['peak_mib'] > 100  # a fresh process's resident peak, libraries included
 
 
+@pytest.mark.subprocess
 @pytest.mark.training
 @pytest.mark.parametrize('setting', [None, 'glibc default, gradients allocated first'])
 def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting):
