@@ -304,18 +304,24 @@ def prediction_collector():
 
 
 def run(cfg, out_dir, prefix, count, score_thr, console, name):
-    """Trains, evaluates and draws; returns the metrics, the pictures, the log file and, for a
-    detector, the drawing threshold (``score_thr``, or chosen by best F1 from the evaluation's
-    predictions: see :func:`prediction_collector`)."""
+    """Trains, evaluates and draws; returns the metrics, the pictures, the log file, for a
+    detector the drawing threshold (``score_thr``, or chosen by best F1 from the evaluation's
+    predictions: see :func:`prediction_collector`), and the seconds each of the three took
+    (building the runner counts as training)."""
     from fastervit_dense.mm.runner import build_runner
+    seconds = {}
     with console.quiet():
+        start = time.perf_counter()
         runner = build_runner(cfg)
         runner.register_hook(progress_hook())
         log_file = osp.join(runner.log_dir, runner.timestamp + '.log')
-        console.step(f'{name}: training {runner.max_iters} iterations (log: {log_file})')
+        console.step(f'{name}: training {runner.max_iters} iteration'
+                     f"{'s' if runner.max_iters != 1 else ''} (log: {log_file})")
         runner.train()
+        seconds['training'] = time.perf_counter() - start
         console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
                      'images')
+        start = time.perf_counter()
         collector = prediction_collector() if prefix == 'detection' else None
         if collector is not None:
             runner.register_hook(collector)
@@ -326,8 +332,21 @@ def run(cfg, out_dir, prefix, count, score_thr, console, name):
             chosen = dict(score_thr=score_thr) if score_thr is not None else \
                 best_f1_threshold(collector.predictions, collector.truths) or dict(score_thr=0.3)
             score_thr = chosen['score_thr']
+        seconds['evaluation'] = time.perf_counter() - start
+        start = time.perf_counter()
         drawings = draw(runner, out_dir, prefix, count, score_thr)
-    return metrics, drawings, log_file, chosen
+        seconds['pictures'] = time.perf_counter() - start
+    return metrics, drawings, log_file, chosen, seconds
+
+
+def time_breakdown(total, data, detection, segmentation):
+    """Where the demo's ``total`` seconds went, rounded to a tenth: {'start': the imports and
+    whatever no phase below counts, 'data': writing (or finding) the datasets, 'detection':
+    {phase: s}, 'segmentation': {phase: s}}."""
+    spent = data + sum(detection.values()) + sum(segmentation.values())
+    return {'start': round(max(0.0, total - spent), 1), 'data': round(data, 1),
+            'detection': {k: round(v, 1) for k, v in detection.items()},
+            'segmentation': {k: round(v, 1) for k, v in segmentation.items()}}
 
 
 def per_class_iou(log_file, classes):
@@ -349,8 +368,10 @@ def main(argv=None):
     start = time.time()
     console = Console(args.work_dir, phases=6)
     import fastervit_dense.mm  # noqa: F401
+    imported = time.time()
     with console.quiet():
         ensure_data(args.data_root, args.num_train, args.num_val, console)
+    data_seconds = time.time() - imported
 
     from fastervit_dense import FasterViT, FastViT
     det_checkpoint = weights_source(args.det_weights, DET_CHECKPOINTS, FastViT, 't8')
@@ -374,12 +395,12 @@ def main(argv=None):
 
     det_cfg = configure(DET_CONFIG, osp.join(args.work_dir, 'detection'), args.data_root,
                         args.det_iters, det_checkpoint, 'detection', args.seed)
-    det_metrics, det_drawings, det_log, drawn = run(
+    det_metrics, det_drawings, det_log, drawn, det_seconds = run(
         det_cfg, args.work_dir, 'detection', args.num_drawings, args.score_thr, console,
         'Mask R-CNN + FastViT-T8')
     seg_cfg = configure(SEG_CONFIG, osp.join(args.work_dir, 'segmentation'), args.data_root,
                         args.seg_iters, seg_checkpoint, 'segmentation', args.seed, seg_amp)
-    seg_metrics, seg_drawings, seg_log, _ = run(
+    seg_metrics, seg_drawings, seg_log, _, seg_seconds = run(
         seg_cfg, args.work_dir, 'segmentation', args.num_drawings, None, console,
         'Semantic FPN + FasterViT-0')
     console.step(f'pictures: {len(det_drawings) + len(seg_drawings)} written to {args.work_dir}')
@@ -404,6 +425,8 @@ def main(argv=None):
         'pretrained_detail': {'detection': det_checkpoint, 'segmentation': seg_checkpoint},
         'seconds': round(time.time() - start, 1),
     }
+    result['seconds_by_phase'] = time_breakdown(result['seconds'], data_seconds, det_seconds,
+                                                seg_seconds)
     metrics_path = osp.join(args.work_dir, 'metrics.json')
     tmp = metrics_path + '.tmp'
     with open(tmp, 'w') as f:
@@ -423,6 +446,11 @@ def main(argv=None):
     caps = ', '.join(f'{k}={v}' for k, v in machine['instruction_set_caps'].items())
     print(f'  machine:  {machine["cpu"]}, {machine["threads"]} threads; bfloat16 instructions: '
           f'{machine["bfloat16_instructions"] or "none"}' + (f' (capped: {caps})' if caps else ''))
+    phases = result['seconds_by_phase']
+    print(f'  time:     start {phases["start"]:.0f} s, data {phases["data"]:.0f} s')
+    for model, kind in (('detector', 'detection'), ('segmentor', 'segmentation')):
+        print(f'            {model}: ' +
+              ', '.join(f'{k} {v:.0f} s' for k, v in phases[kind].items()))
     print(f'  metrics:  {metrics_path}')
     print(f'  pictures: {", ".join(det_drawings + seg_drawings)}')
     print(f'            detections drawn from score {drawn["score_thr"]:.2f}' + (

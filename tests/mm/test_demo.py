@@ -17,7 +17,7 @@ def run_demo(tmp_path, *extra):
     work_dir = tmp_path / 'demo'
     command = [sys.executable, os.path.join(ROOT, 'tools', 'demo.py'), '--work-dir', str(work_dir),
                '--data-root', str(tmp_path / 'data'), '--num-train', '8', '--num-val', '4',
-               '--det-iters', '2', '--seg-iters', '2', '--num-drawings', '1', *extra]
+               '--det-iters', '1', '--seg-iters', '1', '--num-drawings', '1', *extra]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return work_dir, result
@@ -36,6 +36,7 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert 'loss' in result.stderr
 
     assert 'training from random initialisation, seed 3' in result.stdout
+    assert ': training 1 iteration (log: ' in result.stdout
     metrics = json.loads((work_dir / 'metrics.json').read_text())
     assert metrics['seed'] == 3 and metrics['pretrained'] is False and metrics['seconds'] > 0
     assert metrics['detection']['backbone'] == 'FastViT-T8'
@@ -57,9 +58,26 @@ def test_demo_console_pictures_and_seed(tmp_path):
     assert any('mIoU' in line and 'ellipse' in line for line in summary)
     assert any('box mAP@0.5' in line for line in summary)
     # detections drawn from the score of best F1 on the validation split (0.3 when nothing is
-    # found, as after these 2 iterations may happen)
+    # found, as after this one iteration may happen)
     drawn = metrics['detection']['drawn_from_score']
     assert 0.0 <= drawn <= 1.0 and any('detections drawn from score' in line for line in summary)
+    # where the time went: every phase, adding up to the total
+    phases = metrics['seconds_by_phase']
+    assert set(phases) == {'start', 'data', 'detection', 'segmentation'}
+    for kind in ('detection', 'segmentation'):
+        assert list(phases[kind]) == ['training', 'evaluation', 'pictures']
+        assert all(seconds > 0 for seconds in phases[kind].values()), phases
+    total = phases['start'] + phases['data'] + sum(
+        sum(phases[kind].values()) for kind in ('detection', 'segmentation'))
+    assert total == pytest.approx(metrics['seconds'], abs=0.5), (phases, metrics['seconds'])
+    timing = summary[next(i for i, line in enumerate(summary) if line.strip().startswith('time:')):]
+    assert timing[0].split('time:')[1].split() == [
+        'start', f'{phases["start"]:.0f}', 's,', 'data', f'{phases["data"]:.0f}', 's']
+    assert timing[1].split() == ['detector:', 'training', f'{phases["detection"]["training"]:.0f}',
+                                 's,', 'evaluation', f'{phases["detection"]["evaluation"]:.0f}',
+                                 's,', 'pictures', f'{phases["detection"]["pictures"]:.0f}', 's']
+    assert timing[2].split()[:3] == ['segmentor:', 'training',
+                                     f'{phases["segmentation"]["training"]:.0f}']
     logs = next(line for line in summary if line.strip().startswith('logs:'))
     for path in logs.split(':', 1)[1].split(','):
         assert os.path.getsize(path.strip()) > 0, path
