@@ -203,3 +203,25 @@ def test_label_and_box_mismatches_disagree(wrong):
     report = match_detections(ours, theirs, cutoffs=Cutoffs(score_thr=0.05, max_per_img=30,
                                                            nms_iou=0.5))
     assert not report['agree'] and report['matched'] == 5
+
+
+def test_openvino_runs_a_file_in_float32_whatever_the_cpu(tmp_path):
+    """OpenVINO's CPU plugin computes in bfloat16 by default where the CPU has bfloat16
+    instructions (AVX512-BF16, AMX), which rounds 1 + 2**-10 to 1; the kit's runtime asks for
+    float32, so a matrix product returns it exactly on every CPU."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastervit_dense.mm.deploy.runtimes import open_runtime
+    weight = numpy_helper.from_array(np.eye(8, dtype=np.float32), 'weight')
+    graph = helper.make_graph(
+        [helper.make_node('MatMul', ['image', 'weight'], ['out'])], 'matmul',
+        [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, 3, 8, 8])], [weight])
+    path = tmp_path / 'matmul.onnx'
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), path)
+    image = np.full((1, 3, 8, 8), 1 + 2.0**-10, np.float32)
+    runtime = open_runtime(path, 'openvino', threads=1)
+    import openvino as ov
+    assert runtime.compiled.get_property('INFERENCE_PRECISION_HINT') == ov.Type.f32
+    np.testing.assert_array_equal(runtime(image)['out'], image[0])
