@@ -303,6 +303,16 @@ def prediction_collector():
     return PredictionCollector()
 
 
+@contextlib.contextmanager
+def timed(seconds, key):
+    """Adds the seconds the block takes to ``seconds[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
+
+
 def run(cfg, out_dir, prefix, count, score_thr, console, name):
     """Trains, evaluates and draws; returns the metrics, the pictures, the log file, for a
     detector the drawing threshold (``score_thr``, or chosen by best F1 from the evaluation's
@@ -311,31 +321,29 @@ def run(cfg, out_dir, prefix, count, score_thr, console, name):
     from fastervit_dense.mm.runner import build_runner
     seconds = {}
     with console.quiet():
-        start = time.perf_counter()
-        runner = build_runner(cfg)
-        runner.register_hook(progress_hook())
-        log_file = osp.join(runner.log_dir, runner.timestamp + '.log')
-        console.step(f'{name}: training {runner.max_iters} iteration'
-                     f"{'s' if runner.max_iters != 1 else ''} (log: {log_file})")
-        runner.train()
-        seconds['training'] = time.perf_counter() - start
+        with timed(seconds, 'training'):
+            runner = build_runner(cfg)
+            runner.register_hook(progress_hook())
+            log_file = osp.join(runner.log_dir, runner.timestamp + '.log')
+            console.step(f'{name}: training {runner.max_iters} iteration'
+                         f"{'s' if runner.max_iters != 1 else ''} (log: {log_file})")
+            runner.train()
         console.step(f'{name}: evaluating on {len(runner.test_dataloader.dataset)} validation '
                      'images')
-        start = time.perf_counter()
-        collector = prediction_collector() if prefix == 'detection' else None
-        if collector is not None:
-            runner.register_hook(collector)
-        metrics = runner.test()
-        chosen = None
-        if collector is not None:
-            from fastervit_dense.mm.visualization import best_f1_threshold
-            chosen = dict(score_thr=score_thr) if score_thr is not None else \
-                best_f1_threshold(collector.predictions, collector.truths) or dict(score_thr=0.3)
-            score_thr = chosen['score_thr']
-        seconds['evaluation'] = time.perf_counter() - start
-        start = time.perf_counter()
-        drawings = draw(runner, out_dir, prefix, count, score_thr)
-        seconds['pictures'] = time.perf_counter() - start
+        with timed(seconds, 'evaluation'):
+            collector = prediction_collector() if prefix == 'detection' else None
+            if collector is not None:
+                runner.register_hook(collector)
+            metrics = runner.test()
+            chosen = None
+            if collector is not None:
+                from fastervit_dense.mm.visualization import best_f1_threshold
+                chosen = dict(score_thr=score_thr) if score_thr is not None else \
+                    best_f1_threshold(collector.predictions, collector.truths) or \
+                    dict(score_thr=0.3)
+                score_thr = chosen['score_thr']
+        with timed(seconds, 'pictures'):
+            drawings = draw(runner, out_dir, prefix, count, score_thr)
     return metrics, drawings, log_file, chosen, seconds
 
 
@@ -365,13 +373,12 @@ def per_class_iou(log_file, classes):
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.time()
+    start = time.perf_counter()
     console = Console(args.work_dir, phases=6)
     import fastervit_dense.mm  # noqa: F401
-    imported = time.time()
-    with console.quiet():
+    data_seconds = {}
+    with console.quiet(), timed(data_seconds, 'data'):
         ensure_data(args.data_root, args.num_train, args.num_val, console)
-    data_seconds = time.time() - imported
 
     from fastervit_dense import FasterViT, FastViT
     det_checkpoint = weights_source(args.det_weights, DET_CHECKPOINTS, FastViT, 't8')
@@ -423,10 +430,10 @@ def main(argv=None):
         'seed': args.seed,
         'pretrained': bool(det_checkpoint and seg_checkpoint),
         'pretrained_detail': {'detection': det_checkpoint, 'segmentation': seg_checkpoint},
-        'seconds': round(time.time() - start, 1),
+        'seconds': round(time.perf_counter() - start, 1),
     }
-    result['seconds_by_phase'] = time_breakdown(result['seconds'], data_seconds, det_seconds,
-                                                seg_seconds)
+    result['seconds_by_phase'] = time_breakdown(result['seconds'], data_seconds['data'],
+                                                det_seconds, seg_seconds)
     metrics_path = osp.join(args.work_dir, 'metrics.json')
     tmp = metrics_path + '.tmp'
     with open(tmp, 'w') as f:
