@@ -182,24 +182,31 @@ def _without_named_instances():
             cls._instance_dict.update(saved.get(cls, {}))
 
 
-def _script_command(script, *args, cwd=ROOT, env=None):
-    """``python SCRIPT ARGS`` run in this process (``runpy`` as ``__main__``, from ``cwd``, with
-    ``env`` added to the environment): the exit status and what it printed, like
-    ``subprocess.run(..., capture_output=True, text=True)``. An uncaught exception gives status 1
-    and its traceback on stderr, as the interpreter would. The working folder, environment,
-    ``sys.argv``, ``sys.path``, torch's thread count, deterministic-algorithms switch and random
-    generators (torch, numpy, random) are restored afterwards, and mmengine's named instances
-    are put aside while it runs (``_without_named_instances``). In-process saves the 15-20 s of
-    imports a new interpreter pays on a 2-core CPU; each script is still started as a user starts
-    it by at least one test."""
+def _script_command(script, *args, cwd=ROOT, env=None, new_interpreter=False, timeout=900):
+    """``python SCRIPT ARGS`` from ``cwd`` with ``env`` added to the environment: the exit status
+    and what it printed, as ``subprocess.run(..., capture_output=True, text=True)`` gives them.
+
+    By default it runs in this process (``runpy`` as ``__main__``): an uncaught exception gives
+    status 1 and its traceback on stderr, as the interpreter would; the working folder,
+    environment, ``sys.argv``, ``sys.path``, torch's thread count, deterministic-algorithms switch
+    and random generators (torch, numpy, random) are restored afterwards, and mmengine's named
+    instances are put aside while it runs (``_without_named_instances``). That saves the 15-20 s
+    of imports a new interpreter pays on a 2-core CPU. ``new_interpreter=True`` starts
+    ``python SCRIPT ARGS`` as a user does (``SCRIPT`` may then be ``-c`` or ``-m``), within
+    ``timeout`` seconds: each script is started that way by at least one test."""
     import io
     import random
     import runpy
+    import subprocess
     import sys
     import traceback
     import types
 
     import numpy as np
+    if new_interpreter:
+        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
+                              text=True, cwd=cwd, env=dict(os.environ, **(env or {})),
+                              timeout=timeout)
     path = script if os.path.isabs(script) else os.path.join(str(cwd), script)
     saved = (os.getcwd(), dict(os.environ), sys.argv, list(sys.path), torch.get_num_threads())
     generators = (torch.get_rng_state(), np.random.get_state(), random.getstate(),
@@ -243,9 +250,22 @@ def script_command():
     return _script_command
 
 
-def _converter_command(script, *args):
-    """tools/model_converters/``script`` run in this process (see ``_script_command``)."""
-    return _script_command(os.path.join('tools', 'model_converters', script), *args)
+def _script_output(script, *args, **options):
+    """``_script_command`` that must succeed: what the script printed (stdout, then stderr)."""
+    result = _script_command(script, *args, **options)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def script_output():
+    return _script_output
+
+
+def _converter_command(script, *args, **options):
+    """tools/model_converters/``script`` run as ``_script_command`` runs it (in this process unless
+    ``new_interpreter=True``)."""
+    return _script_command(os.path.join('tools', 'model_converters', script), *args, **options)
 
 
 @pytest.fixture

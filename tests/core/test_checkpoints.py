@@ -1,7 +1,4 @@
 """Published checkpoints into the kit: converters, direct loading, and safe unpickling."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,14 +9,6 @@ from fastervit_dense.testing.reference import (StageFeatures, official_fastervit
                        save_official_checkpoint, timm_fastvit, timm_fastvit_features,
                        to_apple_layout)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run_tool(script, *args):
-    """The converter script started as a user starts it (one test per script; the others call its
-    command line in-process, ``converter_command`` in tests/conftest.py)."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'model_converters', script),
-                           *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
 def pretrained(cls, path, **kwargs):
@@ -57,9 +46,13 @@ def truncated_checkpoint(tmp_path, official_fastervit0_checkpoint):
 
 # ------------------------------------------------------------------------------------ FasterViT
 def test_fastervit_converter_keeps_backbone_and_matches_official(tmp_path,
-                                                                 official_fastervit0_checkpoint):
+                                                                 official_fastervit0_checkpoint,
+                                                                 converter_command):
     dst = tmp_path / 'converted.pth'
-    result = run_tool('fastervit2mm.py', official_fastervit0_checkpoint, dst)
+    # the script started as a user starts it (one test per script; the others run its command
+    # line in this process)
+    result = converter_command('fastervit2mm.py', official_fastervit0_checkpoint, dst,
+                               new_interpreter=True)
     assert result.returncode == 0, result.stderr
     assert 'arch: 0 (inferred)' in result.stdout
     # Plain tensors only: loads with torch's strictest setting.
@@ -193,7 +186,7 @@ def test_fastvit_layouts_convert_and_load_directly(fastvit_sa12, tmp_path, layou
     direct = pretrained(FastViT, path, arch='sa12', deploy=fused)
     dst = tmp_path / 'converted.pth'
     # the script itself once; its command line in-process for the other layouts
-    result = (run_tool if layout == 'apple' else converter_command)('fastvit2mm.py', path, dst)
+    result = converter_command('fastvit2mm.py', path, dst, new_interpreter=layout == 'apple')
     assert result.returncode == 0, result.stderr
     assert 'arch: sa12 (inferred)' in result.stdout
     converted = pretrained(FastViT, dst, arch='sa12', deploy=fused)
@@ -267,13 +260,14 @@ def test_published_training_checkpoint_needs_only_namespace(official_fastervit0_
 
 
 @pytest.mark.subprocess
-def test_the_shared_command_line_takes_the_kind(tmp_path):
+def test_the_shared_command_line_takes_the_kind(tmp_path, converter_command):
     """``convert_backbone.py --kind fastvit SRC DST``: the command that fastervit2mm.py and
     fastvit2mm.py fix the kind of; the library itself parses no arguments and prints nothing."""
     src = tmp_path / 'fastvit_t8.pth'
     torch.save(timm_fastvit('t8', seed=8).state_dict(), src)
     dst = tmp_path / 'converted.pth'
-    result = run_tool('convert_backbone.py', '--kind', 'fastvit', src, dst)
+    result = converter_command('convert_backbone.py', '--kind', 'fastvit', src, dst,
+                               new_interpreter=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'arch: t8 (inferred)' in result.stdout
     assert torch.load(dst, weights_only=True)['meta']['arch'] == 't8'

@@ -7,8 +7,6 @@ The files under ``tests/data/v0.1.0`` were written by that version (see ``make_f
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -63,18 +61,6 @@ def test_converters_write_what_version_0_1_0_wrote(tmp_path, kind, converter_com
         assert tensors[key][1] == pytest.approx(total, rel=1e-9, abs=1e-9), key
 
 
-def _run(*args, timeout=600, script_command=None):
-    """``python ARGS`` from the repository root: in a new interpreter, or in this process through
-    ``script_command`` (tests/conftest.py)."""
-    if script_command is None:
-        result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                                cwd=ROOT, timeout=timeout)
-    else:
-        result = script_command(*args)
-    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
-    return result.stdout + result.stderr
-
-
 def _data_options(root):
     return [f'{loader}.dataset.data_root={root}/ade/'
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
@@ -102,11 +88,12 @@ print('same outputs')
 
 
 @pytest.mark.subprocess
-def test_segmentor_checkpoint_of_version_0_1_0_loads_strictly_with_the_same_outputs():
+def test_segmentor_checkpoint_of_version_0_1_0_loads_strictly_with_the_same_outputs(
+        script_output):
     """As mmseg's own tools do it, in a fresh process: the config's ``custom_imports`` names the
     package itself (as 0.1.0's configs did), which registers the backbones."""
-    output = _run('-c', _LOAD_AS_MMSEG_DOES, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
-                  os.path.join(FIXTURES, 'outputs.pth'))
+    output = script_output('-c', _LOAD_AS_MMSEG_DOES, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
+                           os.path.join(FIXTURES, 'outputs.pth'), new_interpreter=True)
     assert 'same outputs' in output
 
 
@@ -141,29 +128,30 @@ print(f'mIoU by hand: {100 * (intersection[present] / union[present]).mean():.2f
 @pytest.mark.subprocess
 @pytest.mark.training
 def test_segmentor_checkpoint_of_version_0_1_0_evaluates_and_resumes(tiny_data, tmp_path,
-                                                                       script_command):
+                                                                       script_output):
     """mmseg's route through the kit's tools: test the old checkpoint (its mIoU is the one its
     own predictions give, counted by hand), then resume training from it (its generator states
     and message hub are read with weights_only=True). The test tool starts as a user starts it;
     the count by hand and the resumed training run in this process (tests/mm/test_resume.py
     starts the train tool)."""
-    output = _run('tools/test.py', CONFIG, os.path.join(FIXTURES, 'iter_2.pth'), '--work-dir',
-                  tmp_path / 'test', '--cfg-options', *_data_options(tiny_data),
-                  'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False')
+    output = script_output('tools/test.py', CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
+                           '--work-dir', tmp_path / 'test', '--cfg-options',
+                           *_data_options(tiny_data), 'test_dataloader.num_workers=0',
+                           'test_dataloader.persistent_workers=False', new_interpreter=True)
     reported = re.findall(r'\bmIoU: ([0-9.]+)', output)
     assert len(reported) == 1, output[-2000:]
     script = tmp_path / 'miou_by_hand.py'
     script.write_text(_MIOU_BY_HAND)
-    by_hand = _run(script, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'), tiny_data / 'ade',
-                   script_command=script_command)
+    by_hand = script_output(script, CONFIG, os.path.join(FIXTURES, 'iter_2.pth'),
+                            tiny_data / 'ade')
     expected = re.search(r'mIoU by hand: ([0-9.]+)', by_hand).group(1)
     assert float(reported[0]) == pytest.approx(float(expected), abs=0.011), (reported, expected)
     assert 0 < float(expected) < 100
     work_dir = tmp_path / 'resume'
     work_dir.mkdir()
-    _run('tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
-         os.path.join(FIXTURES, 'iter_2.pth'), '--cfg-options', *_data_options(tiny_data),
-         'train_cfg.max_iters=3', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=3',
-         'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False', script_command=script_command)
+    script_output('tools/train.py', CONFIG, '--work-dir', work_dir, '--resume',
+                  os.path.join(FIXTURES, 'iter_2.pth'), '--cfg-options', *_data_options(tiny_data),
+                  'train_cfg.max_iters=3', 'train_cfg.val_interval=4',
+                  'default_hooks.checkpoint.interval=3', 'train_dataloader.batch_size=2',
+                  'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False')
     assert (work_dir / 'iter_3.pth').exists()

@@ -2,8 +2,6 @@
 mmengine's output in log files), the seed, mixed precision, and the pictures (>= 800 px, legend)."""
 import json
 import os
-import subprocess
-import sys
 
 import mmcv
 import pytest
@@ -13,18 +11,18 @@ pytestmark = pytest.mark.demo
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_demo(tmp_path, *extra):
+def run_demo(script_command, tmp_path, *extra):
     work_dir = tmp_path / 'demo'
-    command = [sys.executable, os.path.join(ROOT, 'tools', 'demo.py'), '--work-dir', str(work_dir),
-               '--data-root', str(tmp_path / 'data'), '--num-train', '8', '--num-val', '4',
-               '--det-iters', '1', '--seg-iters', '1', '--num-drawings', '1', *extra]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = script_command(os.path.join(ROOT, 'tools', 'demo.py'), '--work-dir', work_dir,
+                            '--data-root', tmp_path / 'data', '--num-train', '8', '--num-val', '4',
+                            '--det-iters', '1', '--seg-iters', '1', '--num-drawings', '1', *extra,
+                            new_interpreter=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return work_dir, result
 
 
-def test_demo_console_pictures_and_seed(tmp_path):
-    work_dir, result = run_demo(tmp_path, '--seed', '3', '--seg-amp', 'on')
+def test_demo_console_pictures_and_seed(tmp_path, script_command):
+    work_dir, result = run_demo(script_command, tmp_path, '--seed', '3', '--seg-amp', 'on')
     lines = result.stdout.splitlines()
     phases = [line for line in lines if line.startswith('demo [')]
     assert [p.split(']')[0] for p in phases] == [f'demo [{i}/6' for i in range(1, 7)]

@@ -6,8 +6,6 @@ never leaves a file that failed (or compared nothing) at the requested path."""
 import copy
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -93,15 +91,6 @@ def test_a_wrong_export_fails_verification(kind, wrong, request, tmp_path):
     assert summarize(reports) == '1 of 1 comparisons disagree', (wrong, reports)
 
 
-def run(tool, *args, cwd=ROOT, script_command=None):
-    """``python TOOL ARGS`` from ``cwd``: in a new interpreter, or in this process through
-    ``script_command`` (tests/conftest.py)."""
-    if script_command is not None:
-        return script_command(tool, *args, cwd=cwd)
-    return subprocess.run([sys.executable, tool, *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=900)
-
-
 def data_options(data_root, kind):
     if kind == 'det':
         root = os.path.join(str(data_root), 'coco', '')
@@ -125,10 +114,10 @@ def test_exported_models_score_the_configs_metric_as_pytorch_does(
     else:
         config, model, checkpoint = DEMO_SEG, segmentor[1], segmentor_checkpoint
     path = exported(model, tmp_path / 'model.onnx')
-    result = run(TEST_ONNX, config, path, '--checkpoint', checkpoint, '--runtime', 'onnxruntime',
-                 'openvino', '--threads', '1', '--out', tmp_path / 'result.json',
-                 *data_options(tiny_data, kind),
-                 script_command=script_command if kind == 'seg' else None)
+    result = script_command(TEST_ONNX, config, path, '--checkpoint', checkpoint, '--runtime',
+                            'onnxruntime', 'openvino', '--threads', '1', '--out',
+                            tmp_path / 'result.json', *data_options(tiny_data, kind),
+                            new_interpreter=kind == 'det')
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     table = lines[max(i for i, line in enumerate(lines) if line.startswith('metric ')):]
@@ -160,9 +149,10 @@ def test_the_export_command_keeps_a_failed_file_aside(detector, mask_rcnn_weight
     passes and the file lands at OUT; ``--verify none`` writes without verifying, and says so."""
     out = tmp_path / 'model.onnx'
     failed = tmp_path / 'model.failed-verification.onnx'
-    here = dict(cwd=tmp_path, script_command=script_command)  # export_onnx.py is started as a
-    # user starts it by tests/mm/test_export_models.py
-    result = run(EXPORT, DEMO, out, '--cfg-options', 'model.test_cfg.rcnn.score_thr=1.0', **here)
+    # in this process: export_onnx.py is started as a user starts it by
+    # tests/mm/test_export_models.py
+    result = script_command(EXPORT, DEMO, out, '--cfg-options',
+                            'model.test_cfg.rcnn.score_thr=1.0', cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr[-2000:]
     assert 'random images: the config\'s test images could not be read' in result.stdout
     assert 'verification failed: nothing compared: 0 detections' in result.stderr
@@ -172,14 +162,14 @@ def test_the_export_command_keeps_a_failed_file_aside(detector, mask_rcnn_weight
 
     checkpoint = tmp_path / 'detector.pth'
     torch.save({'state_dict': mask_rcnn_weights, 'meta': {}}, checkpoint)
-    result = run(EXPORT, DEMO, out, '--checkpoint', checkpoint, *data_options(tiny_data, 'det'),
-                 **here)
+    result = script_command(EXPORT, DEMO, out, '--checkpoint', checkpoint,
+                            *data_options(tiny_data, 'det'), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "on the first 3 image(s) of the config's test set" in result.stdout
     assert 'verified: the exported model agrees with mmdet in 9 comparisons' in result.stdout
     assert out.exists()
 
     out.unlink()
-    result = run(EXPORT, DEMO, out, '--verify', 'none', **here)
+    result = script_command(EXPORT, DEMO, out, '--verify', 'none', cwd=tmp_path)
     assert result.returncode == 0 and out.exists(), result.stderr[-2000:]
     assert f'written: {out} (not verified: --verify none)' in result.stdout

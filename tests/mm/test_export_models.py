@@ -2,8 +2,6 @@
 standard operators that onnxruntime runs at sizes other than the traced one, agreeing with mmdet's
 and mmseg's own inference of the same model on the same image."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -178,11 +176,10 @@ def test_segmentors_agree_with_mmseg(config, tmp_path):
         assert report['agree'], (config, size, report)
 
 
-def test_segmentor_from_the_command_line_prints_agreement(tmp_path):
+def test_segmentor_from_the_command_line_prints_agreement(tmp_path, script_command):
     config = os.path.join(ROOT, 'configs', 'fastvit', 'upernet_fastvit-sa12_8xb2-160k_ade20k-512x512.py')
-    result = subprocess.run([sys.executable, TOOL, config, str(tmp_path / 'upernet.onnx'),
-                             '--shape', '256', '256', '--verify', '250x333,97x300'],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = script_command(TOOL, config, tmp_path / 'upernet.onnx', '--shape', '256', '256',
+                            '--verify', '250x333,97x300', new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
     shares = [float(line.split('agrees on ')[1].split('%')[0]) for line in result.stdout.splitlines()
               if 'argmax agrees' in line]
@@ -287,14 +284,13 @@ def test_agreement_checks_fail_on_what_they_check():
     assert not segmentation_agreement(logits[:, :10], logits)['agree']
 
 
-def test_backbone_from_the_command_line(tmp_path):
+def test_backbone_from_the_command_line(tmp_path, script_command):
     """``--what backbone``: the config's backbone alone (FastViT fused), compared with PyTorch at
     sizes other than the traced one."""
     config = os.path.join(ROOT, 'configs', 'fastvit', 'fpn_fastvit-sa12_8xb4-40k_ade20k-512x512.py')
-    result = subprocess.run([sys.executable, TOOL, config, str(tmp_path / 'backbone.onnx'),
-                             '--what', 'backbone', '--shape', '128', '128',
-                             '--verify', '97x300,160x224'],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = script_command(TOOL, config, tmp_path / 'backbone.onnx', '--what', 'backbone',
+                            '--shape', '128', '128', '--verify', '97x300,160x224',
+                            new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
     differences = [float(line.rsplit(' ', 1)[1]) for line in result.stdout.splitlines()
                    if 'max relative difference' in line]

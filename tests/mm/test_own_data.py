@@ -5,8 +5,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -225,17 +223,15 @@ def test_label_values_beyond_the_classes_are_refused(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_the_kits_train_tool_stops_before_building_anything(checkout):
+def test_the_kits_train_tool_stops_before_building_anything(checkout, script_command):
     root = own_instances(str(checkout / 'data'), num_train=3, num_val=2)
     path = os.path.join(root, 'annotations', 'train.json')
     content = json.load(open(path))
     content['categories'][0]['name'] = 'quince'
     json.dump(content, open(path, 'w'))
     command = walkthrough('detection')[0]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get(
-        'PYTHONPATH')])))
-    result = subprocess.run([sys.executable, *command[1:]], cwd=checkout, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = dict(PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    result = script_command(*command[1:], cwd=checkout, env=env, new_interpreter=True)
     assert result.returncode != 0
     assert "has annotations of 'quince'" in result.stderr and 'Traceback' not in result.stderr
     assert not (checkout / 'work_dirs' / 'my_instances' / 'iter_20.pth').exists()

@@ -394,8 +394,6 @@ def test_family_trains_a_step_under_the_frameworks_own_train_py(tiny_data, tmp_p
     recipe, its training pipeline included, for one iteration on small generated data, through a
     config that inherits the shipped one as a user's would."""
     import importlib
-    import subprocess
-    import sys
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', config))
     framework = cfg.default_scope
     tool = os.path.join(os.path.dirname(importlib.import_module(framework).__file__), '.mim',
@@ -421,12 +419,8 @@ def test_family_trains_a_step_under_the_frameworks_own_train_py(tiny_data, tmp_p
         "test_cfg = test_dataloader = test_evaluator = None\n"
         "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, "
         "interval=1000))\n")
-    if config in NEW_INTERPRETER:
-        result = subprocess.run([sys.executable, tool, str(user_config), '--work-dir',
-                                 str(tmp_path / 'work')], capture_output=True, text=True, cwd=ROOT,
-                                timeout=900)
-    else:
-        result = script_command(tool, user_config, '--work-dir', tmp_path / 'work')
+    result = script_command(tool, user_config, '--work-dir', tmp_path / 'work',
+                            new_interpreter=config in NEW_INTERPRETER)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     step = [line for line in output.splitlines() if 'Iter(train) [1/1]' in line]

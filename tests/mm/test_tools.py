@@ -1,36 +1,18 @@
 """The kit's tools end to end on a tiny generated dataset: train, evaluate a saved checkpoint,
-distributed training with torchrun (gloo, CPU), FLOPs, and the shortened demo."""
+distributed training with torchrun (gloo, CPU), FLOPs, and the shortened demo.
+
+The train, test and reparameterize tools run in this process where a test checks what they do
+(tests/conftest.py ``script_output``); each is started in a new interpreter, as a user starts it,
+by another test (tests/mm/test_resume.py, test_compatibility.py and
+``test_reparameterize_refuses_a_fasterVit_config``)."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_fastvit-t8_fpn_synthetic.py')
 SEG = os.path.join(ROOT, 'configs', 'demo', 'fpn_fastervit-0_synthetic.py')
-
-
-def run(*args, timeout=900, env=None):
-    """``python ARGS`` in a new interpreter, from the repository root."""
-    result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=timeout, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
-@pytest.fixture
-def run_here(script_command):
-    """``python SCRIPT ARGS`` run in this process (tests/conftest.py ``_script_command``), for the
-    tests of what a tool does; the train, test and reparameterize tools are each started in a new
-    interpreter by another test (tests/mm/test_resume.py, test_compatibility.py and
-    ``test_reparameterize_refuses_a_fasterVit_config``)."""
-    def run_here(script, *args):
-        result = script_command(script, *args)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout + result.stderr
-    return run_here
 
 
 def data_options(root, kind):
@@ -58,10 +40,10 @@ def short(iters):
 @pytest.mark.parametrize('kind,config,metric', [('det', DET, 'coco/bbox_mAP'),
                                                 ('seg', SEG, 'mIoU')])
 def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind, config, metric,
-                                                      run_here):
+                                                      script_output):
     work_dir = tmp_path / 'work'
-    run_here('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
-        *data_options(tiny_data, kind), *short(3))
+    script_output('tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
+                  *data_options(tiny_data, kind), *short(3))
     checkpoint = work_dir / 'iter_3.pth'
     assert checkpoint.exists()
     # Beyond torch's defaults, the checkpoint holds only the data types the kit allowlists (never
@@ -73,8 +55,8 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
     found = non_torch_globals(checkpoint)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in found
     assert 'builtins.getattr' not in found and found <= allowed, found - allowed
-    output = run_here('tools/test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
-                      '--cfg-options', *data_options(tiny_data, kind), *short(3))
+    output = script_output('tools/test.py', config, checkpoint, '--work-dir', tmp_path / 'test',
+                           '--cfg-options', *data_options(tiny_data, kind), *short(3))
     assert metric in output
     if kind == 'det':
         assert 'segm_mAP_copypaste' in output
@@ -83,26 +65,28 @@ def test_train_saves_a_checkpoint_that_test_evaluates(tiny_data, tmp_path, kind,
 @pytest.mark.distributed
 @pytest.mark.training
 @pytest.mark.subprocess
-def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path):
+def test_torchrun_two_processes_train_and_save(tiny_data, tmp_path, script_output):
     work_dir = tmp_path / 'dist'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    output = run('-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533',
-                 'tools/train.py', SEG, '--launcher', 'pytorch', '--work-dir', work_dir,
-                 '--cfg-options', *data_options(tiny_data, 'seg'), *short(2), env=env)
+    output = script_output('-m', 'torch.distributed.run', '--nproc_per_node=2',
+                           '--master_port=29533', 'tools/train.py', SEG, '--launcher', 'pytorch',
+                           '--work-dir', work_dir, '--cfg-options',
+                           *data_options(tiny_data, 'seg'), *short(2),
+                           env={'OMP_NUM_THREADS': '1'}, new_interpreter=True)
     assert 'Distributed training is not used' not in output
     assert (work_dir / 'iter_2.pth').exists()
     assert "'backend': 'gloo'" in output or 'backend: gloo' in output or 'gloo' in output
 
 
 @pytest.mark.subprocess
-def test_get_flops_reports_parameters_and_flops():
-    output = run('tools/analysis_tools/get_flops.py', SEG, '--shape', '256', '320')
+def test_get_flops_reports_parameters_and_flops(script_output):
+    output = script_output('tools/analysis_tools/get_flops.py', SEG, '--shape', '256', '320',
+                           new_interpreter=True)
     assert 'Input shape: (3, 256, 320)' in output
     assert 'Flops:' in output and 'Params:' in output
 
 
 @pytest.mark.training
-def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path, run_here):
+def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path, script_output):
     """A detector checkpoint saved by training becomes a fused one that the test tool runs with
     the one-line deploy change, with the same predictions."""
     import torch
@@ -110,14 +94,14 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path, run_h
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
     work_dir = tmp_path / 'work'
-    output = run_here('tools/train.py', DET, '--work-dir', work_dir, '--amp', '--cfg-options',
-                      *data_options(tiny_data, 'det'), *short(2))
+    output = script_output('tools/train.py', DET, '--work-dir', work_dir, '--amp',
+                           '--cfg-options', *data_options(tiny_data, 'det'), *short(2))
     # --amp without a GPU: bfloat16 over the backbone and neck (the heads call mmcv's float32
     # CPU operators, which a whole-model autocast breaks)
     assert "type='CPUAmpOptimWrapper'" in output and "autocast_modules=[" in output
     fused_path = tmp_path / 'fused.pth'
-    output = run_here('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth',
-                      fused_path)
+    output = script_output('tools/deployment/reparameterize.py', DET, work_dir / 'iter_2.pth',
+                           fused_path)
     assert 'model.backbone.deploy=True' in output
 
     import fastervit_dense.mm  # noqa: F401
@@ -140,28 +124,27 @@ def test_reparameterize_tool_fuses_a_trained_detector(tiny_data, tmp_path, run_h
     with torch.no_grad():
         for a, b in zip(models[0].extract_feat(x), models[1].extract_feat(x)):
             assert (a - b).abs().max() <= 1e-4 * a.abs().max()
-    output = run_here('tools/test.py', DET, fused_path, '--work-dir', tmp_path / 'test',
-                      '--cfg-options', 'model.backbone.deploy=True',
-                      *data_options(tiny_data, 'det'), *short(2))
+    output = script_output('tools/test.py', DET, fused_path, '--work-dir', tmp_path / 'test',
+                           '--cfg-options', 'model.backbone.deploy=True',
+                           *data_options(tiny_data, 'det'), *short(2))
     assert 'coco/bbox_mAP' in output
 
 
 @pytest.mark.subprocess
-def test_reparameterize_refuses_a_fasterVit_config(tmp_path):
-    result = subprocess.run([sys.executable, 'tools/deployment/reparameterize.py', SEG,
-                             tmp_path / 'missing.pth', tmp_path / 'out.pth'],
-                            capture_output=True, text=True, cwd=ROOT)
+def test_reparameterize_refuses_a_fasterVit_config(tmp_path, script_command):
+    result = script_command('tools/deployment/reparameterize.py', SEG, tmp_path / 'missing.pth',
+                            tmp_path / 'out.pth', new_interpreter=True)
     assert result.returncode == 1
     assert "the backbone is 'FasterViT'; only FastViT backbones have branches to fuse" in result.stderr
     assert not (tmp_path / 'out.pth').exists()
 
 
 @pytest.mark.subprocess
-def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
+def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path, script_output):
     out = tmp_path / 'bench'
-    output = run('tools/analysis_tools/benchmark_backbones.py', '--backbones', 'fastervit-0',
-                 '--sizes', '64x96', '--repeat', '1', '--warmup', '0', '--peers', 'official',
-                 '--out', out)
+    output = script_output('tools/analysis_tools/benchmark_backbones.py', '--backbones',
+                           'fastervit-0', '--sizes', '64x96', '--repeat', '1', '--warmup', '0',
+                           '--peers', 'official', '--out', out, new_interpreter=True)
     assert 'fastervit-0 | 64x96' in output
     result = json.loads((out / 'benchmark.json').read_text())
     [record] = result['records']
@@ -175,12 +158,13 @@ def test_backbone_benchmark_writes_ratios_flops_and_memory(tmp_path):
 @pytest.mark.subprocess
 @pytest.mark.training
 @pytest.mark.parametrize('setting', [None, 'glibc default, gradients allocated first'])
-def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting):
+def test_training_benchmark_measures_with_cp_memory_above_the_libraries(setting, script_output):
     """The with_cp case of the training benchmark, at a small size: it reports the step's resident
     peak and the training memory above the libraries, which holds at least the model's weights and
     their gradients (FasterViT-0: 30.9 M parameters, 118 MiB each) and is less than the peak."""
     job = dict(kind='checkpointing', with_cp=True, size=[64, 64], batch_size=1, setting=setting)
-    output = run('tools/analysis_tools/benchmark_training.py', '--worker', json.dumps(job))
+    output = script_output('tools/analysis_tools/benchmark_training.py', '--worker',
+                           json.dumps(job), new_interpreter=True)
     record = json.loads(output.split('RESULT ', 1)[1].splitlines()[0])
     suffix = f' ({setting})' if setting else ''
     assert record['case'] == 'fastervit-0 backbone step, with_cp=True' + suffix
