@@ -8,7 +8,7 @@ custom_imports = dict(imports=['fastervit_dense.mm'], allow_failed_imports=False
 data_root = 'data/synthetic/ade/'
 classes = ('background', 'rectangle', 'ellipse', 'triangle')
 metainfo = dict(classes=classes, palette=[[0, 0, 0], [220, 60, 60], [60, 120, 220], [60, 200, 80]])
-crop_size = (160, 224)
+crop_size = (112, 224)
 norm_cfg = dict(type='BN', requires_grad=True)  # SyncBN needs CUDA under a distributed launcher
 
 model = dict(
@@ -57,11 +57,13 @@ val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 # From random initialisation, 400 iterations learn the shapes at every seed tried. With these
-# 160x224 crops, tools/demo.py --seed 0/1/2 on a 2-core AMD EPYC without AVX-512 gave mIoU
-# 91.54/92.36/90.16% (every class IoU >= 84.5) in 353-387 s of training, where 192x256 crops took
-# about 570 s there for 88.57% (seed 0); at FasterViT-0's stride 16 a 160x224 crop is 10x14 tokens,
-# one 14x14 grid of 7x7 windows, where 192x256 needed 14x21. With 192x256 crops, 270 iterations
-# fell short at seed 1 (mIoU 70.90%, triangles 39.6) and 360 came close at seed 2 (ellipses 64.8).
+# 112x224 crops, tools/train.py (this config, --cfg-options randomness.seed=0/1/2) on a 2-core AMD
+# EPYC with AVX-512 gave mIoU 91.34/91.42/92.72% (every class IoU >= 85.7) at 0.60 s per
+# iteration, where 160x224 crops took 0.74-0.82 s there (mIoU 91.71% at seed 0) and 0.88-0.97 s on
+# an AMD EPYC without AVX-512 (91.54/92.36/90.16%, every class >= 84.5). At FasterViT-0's stride
+# 16 a 112x224 crop is 7x14 tokens, two 7x7 windows, where 160x224 (10x14) is padded to four. With
+# 192x256 crops, 270 iterations fell short at seed 1 (mIoU 70.90%, triangles 39.6) and 360 came
+# close at seed 2 (ellipses 64.8).
 max_iters = 400
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [

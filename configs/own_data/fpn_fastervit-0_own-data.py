@@ -15,7 +15,7 @@ palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30
            (30, 15, 255), (170, 110, 40), (255, 225, 25), (128, 0, 0), (170, 255, 195),
            (128, 128, 0), (255, 255, 255), (0, 0, 128), (128, 128, 128), (0, 0, 0)]
 metainfo = dict(_delete_=True, classes=classes, palette=palette[:len(classes)])
-crop_size = (160, 224)  # the demo's; the data preprocessor pads each batch to it
+crop_size = (160, 224)  # the data preprocessor pads each batch to it (the demo crops 112x224)
 
 model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=len(classes)))
 train_pipeline = [
