@@ -58,12 +58,12 @@ test_evaluator = val_evaluator
 
 # From random initialisation, 400 iterations learn the shapes at every seed tried. With these
 # 112x224 crops, tools/train.py (this config, --cfg-options randomness.seed=0/1/2) on a 2-core AMD
-# EPYC with AVX-512 gave mIoU 91.34/91.42/92.72% (every class IoU >= 85.7) at 0.60 s per
-# iteration, where 160x224 crops took 0.74-0.82 s there (mIoU 91.71% at seed 0) and 0.88-0.97 s on
-# an AMD EPYC without AVX-512 (91.54/92.36/90.16%, every class >= 84.5). At FasterViT-0's stride
-# 16 a 112x224 crop is 7x14 tokens, two 7x7 windows, where 160x224 (10x14) is padded to four. With
-# 192x256 crops, 270 iterations fell short at seed 1 (mIoU 70.90%, triangles 39.6) and 360 came
-# close at seed 2 (ellipses 64.8).
+# EPYC with AVX-512 gave mIoU 91.34/91.42/92.72% (every class IoU >= 85.7) at 0.61 s per
+# iteration (the mean of the logged ones), where 160x224 crops took 0.79 s there (mIoU 91.71% at
+# seed 0) and 0.88-0.97 s on an AMD EPYC without AVX-512 (91.54/92.36/90.16%, every class >=
+# 84.5). At FasterViT-0's stride 16 a 112x224 crop is 7x14 tokens, two 7x7 windows, where 160x224
+# (10x14) is padded to four. With 192x256 crops, 270 iterations fell short at seed 1 (mIoU 70.90%,
+# triangles 39.6) and 360 came close at seed 2 (ellipses 64.8).
 max_iters = 400
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [

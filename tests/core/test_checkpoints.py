@@ -1,5 +1,4 @@
 """Published checkpoints into the kit: converters, direct loading, and safe unpickling."""
-
 import pytest
 import torch
 
@@ -8,7 +7,6 @@ from fastervit_dense.checkpoint import CheckpointError, load_checkpoint_file
 from fastervit_dense.testing.reference import (StageFeatures, official_fastervit, randomize_, relative_error,
                        save_official_checkpoint, timm_fastvit, timm_fastvit_features,
                        to_apple_layout)
-
 
 
 def pretrained(cls, path, **kwargs):

@@ -210,6 +210,7 @@ def test_openvino_runs_a_file_in_float32_whatever_the_cpu(tmp_path):
     instructions (AVX512-BF16, AMX), which rounds 1 + 2**-10 to 1; the kit's runtime asks for
     float32, so a matrix product returns it exactly on every CPU."""
     import onnx
+    import openvino as ov
     from onnx import TensorProto, helper, numpy_helper
 
     from fastervit_dense.mm.deploy.runtimes import open_runtime
@@ -222,6 +223,5 @@ def test_openvino_runs_a_file_in_float32_whatever_the_cpu(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), path)
     image = np.full((1, 3, 8, 8), 1 + 2.0**-10, np.float32)
     runtime = open_runtime(path, 'openvino', threads=1)
-    import openvino as ov
     assert runtime.compiled.get_property('INFERENCE_PRECISION_HINT') == ov.Type.f32
     np.testing.assert_array_equal(runtime(image)['out'], image[0])
